@@ -1,0 +1,224 @@
+"""The one exception hierarchy of pi_duroxide_nb.
+
+Every error says what happened, why it likely happened, and what to do about it.
+
+Our exception hierarchy:
+
+* PiDuroxideError
+  + RegistrationError          - a workflow or activity cannot be registered as given
+  + WorkflowNotFoundError      - no workflow of that name is registered
+  + InstanceNotFoundError      - no instance with that id is in the store
+  + InstanceExistsError        - an instance with that id already exists
+  + PayloadError               - an input, signal, output or yielded value is not valid
+    - ModelValidationError     - a payload failed its pydantic model
+  + RuntimeStateError          - the runtime is not in a state that allows the call
+  + WorkflowTimeoutError       - waiting for an instance timed out (also a TimeoutError)
+  + NoAgentHostError           - a ``ctx.pi`` call ran with no agent host bound
+  + TaskFailedError            - a durable task failed; raised inside workflow code
+    - ActivityError            - an activity raised
+    - SubWorkflowError         - a sub-workflow failed
+  + EngineError                - the durable engine reported an unexpected error
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "ActivityError",
+    "EngineError",
+    "InstanceExistsError",
+    "InstanceNotFoundError",
+    "ModelValidationError",
+    "NoAgentHostError",
+    "PayloadError",
+    "PiDuroxideError",
+    "RegistrationError",
+    "RuntimeStateError",
+    "SubWorkflowError",
+    "TaskFailedError",
+    "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
+]
+
+
+class PiDuroxideError(Exception):
+    """Base class of every error raised by pi_duroxide_nb."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def message(self) -> str:
+        """The full message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class RegistrationError(PiDuroxideError):
+    """A workflow or activity cannot be registered as given."""
+
+
+class WorkflowNotFoundError(PiDuroxideError):
+    """No workflow of the requested name is registered."""
+
+    def __init__(self, name: str, registered: Sequence[str]) -> None:
+        known = ", ".join(repr(n) for n in sorted(registered)) or "none"
+        msg = (
+            f"Workflow {name!r} is not registered. Registered workflows: {known}. "
+            "Register it with pdn.register_workflow (or run its %%workflow cell) first."
+        )
+        super().__init__(msg)
+        self._name = name
+        self._registered = tuple(sorted(registered))
+
+    @property
+    def name(self) -> str:
+        """The name that was asked for."""
+        return self._name
+
+    @property
+    def registered(self) -> tuple[str, ...]:
+        """The names that are registered."""
+        return self._registered
+
+
+class InstanceNotFoundError(PiDuroxideError):
+    """No instance with the requested id is in the store."""
+
+    def __init__(self, instance_id: str) -> None:
+        msg = (
+            f"No workflow instance {instance_id!r} in this store. Check the id "
+            "(rt.list_workflows() lists the instances) and that the runtime opened the "
+            "database you expect."
+        )
+        super().__init__(msg)
+        self._instance_id = instance_id
+
+    @property
+    def instance_id(self) -> str:
+        """The id that was asked for."""
+        return self._instance_id
+
+
+class InstanceExistsError(PiDuroxideError):
+    """An instance with the requested id already exists."""
+
+    def __init__(self, instance_id: str) -> None:
+        msg = (
+            f"A workflow instance with id {instance_id!r} already exists, so nothing was "
+            "started. Choose another instance_id, or leave it out to get a fresh one."
+        )
+        super().__init__(msg)
+        self._instance_id = instance_id
+
+    @property
+    def instance_id(self) -> str:
+        """The id that is taken."""
+        return self._instance_id
+
+
+class PayloadError(PiDuroxideError, ValueError):
+    """An input, signal, output or yielded value is not valid; nothing was persisted."""
+
+
+class ModelValidationError(PayloadError):
+    """A payload failed validation against its pydantic model."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: Sequence[str] = (),
+        instance_id: str | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self._fields = tuple(fields)
+        self._instance_id = instance_id
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Dotted paths of the fields that failed."""
+        return self._fields
+
+    @property
+    def instance_id(self) -> str | None:
+        """The instance the payload was for, when known."""
+        return self._instance_id
+
+
+class RuntimeStateError(PiDuroxideError, RuntimeError):
+    """The runtime is not in a state that allows the call."""
+
+
+class WorkflowTimeoutError(PiDuroxideError, TimeoutError):
+    """Waiting for a workflow instance timed out; the instance keeps running."""
+
+
+class NoAgentHostError(PiDuroxideError):
+    """A ``ctx.pi`` call ran while no agent host was bound to the runtime."""
+
+
+class TaskFailedError(PiDuroxideError):
+    """A durable task failed. Raised inside workflow code at the ``yield``; catch it there.
+
+    Example:
+        try:
+            yield ctx.schedule_activity("fetch", url)
+        except pdn.ActivityError as err:
+            ctx.trace_warn(f"fetch failed: {err.error_message}")
+    """
+
+    def __init__(self, message: str, *, error_type: str | None = None, error_message: str | None = None) -> None:
+        super().__init__(message)
+        self._error_type = error_type
+        self._error_message = error_message if error_message is not None else message
+
+    @property
+    def error_type(self) -> str | None:
+        """The original exception's class name, when the engine reported one."""
+        return self._error_type
+
+    @property
+    def error_message(self) -> str:
+        """The original exception's message, without engine decoration."""
+        return self._error_message
+
+
+class ActivityError(TaskFailedError):
+    """An activity raised; ``str(err)`` keeps the original message."""
+
+    def __init__(
+        self, message: str, *, activity: str, error_type: str | None = None, error_message: str | None = None
+    ) -> None:
+        super().__init__(message, error_type=error_type, error_message=error_message)
+        self._activity = activity
+
+    @property
+    def activity(self) -> str:
+        """The name of the activity that failed."""
+        return self._activity
+
+
+class SubWorkflowError(TaskFailedError):
+    """A sub-workflow failed."""
+
+
+class EngineError(PiDuroxideError):
+    """The durable engine reported an error that pi_duroxide_nb did not expect."""
+
+
+_ACTIVITY_FAILED = re.compile(r"^Activity '(?P<name>[^']*)' call failed: (?:(?P<type>[A-Za-z_][\w.]*): )?(?P<msg>.*)$", re.S)
+
+
+def task_error_from_engine(message: str) -> TaskFailedError:
+    """Turn the string the engine throws into a generator into a typed error."""
+    m = _ACTIVITY_FAILED.match(message)
+    if m:
+        return ActivityError(message, activity=m["name"], error_type=m["type"], error_message=m["msg"])
+    if "sub-orchestration" in message.lower() or "suborchestration" in message.lower():
+        return SubWorkflowError(message)
+    return TaskFailedError(message)

@@ -1,0 +1,40 @@
+"""The engine boundary: the only package that imports duroxide.
+
+duroxide says "orchestration"; everything above this package says "workflow".
+"""
+
+from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext
+from ._engine import PollingConfig
+from ._host import AgentHost
+from ._registry import (
+    ActivityDefinition,
+    WorkflowDefinition,
+    WorkflowRegistry,
+    code_version,
+    default_registry,
+    register_activity,
+    register_workflow,
+)
+from ._runtime import RuntimeState, WorkflowRuntime, default_db_path
+from ._store import history_event_from_row
+
+__all__ = [
+    "ActivityContext",
+    "ActivityDefinition",
+    "AgentHost",
+    "DurableTask",
+    "KeyValueStore",
+    "PiCalls",
+    "PollingConfig",
+    "RuntimeState",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowRegistry",
+    "WorkflowRuntime",
+    "code_version",
+    "default_db_path",
+    "default_registry",
+    "history_event_from_row",
+    "register_activity",
+    "register_workflow",
+]

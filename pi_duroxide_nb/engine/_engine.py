@@ -1,0 +1,348 @@
+"""Owns the duroxide runtimes: builds them from the registry, swaps them, keeps the WAL small.
+
+duroxide fixes three things at construction that a notebook needs to change while running:
+its registrations (late ones are ignored), its poll interval, and its concurrency. So this
+module never changes a runtime; it builds a new one and drains the old one gracefully (the
+engine lets in-flight work finish and keeps renewing its locks while it does).
+
+Adaptive polling: the engine's dispatchers poll, and polling costs CPU even when nothing
+happens. While work flows the engine runs "active" (fast polling, full concurrency); after
+``idle_after`` without a step and with no activity in flight it swaps to "idle" (one slow
+poller per queue). Any step seen while idle (a timer fired, another process enqueued work)
+or any start/signal from this process swaps back to active.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import duroxide
+
+from ._context import ActivityContext, drive
+from ._host import run_maybe_async
+from ._json import to_json_value
+from ._registry import ActivityDefinition, WorkflowDefinition, WorkflowRegistry
+from ._store import SqliteStoreReader
+
+__all__ = ["EngineConfig", "PollingConfig", "WorkflowEngine"]
+
+_log = logging.getLogger("pi_duroxide_nb.engine")
+
+
+@dataclass(frozen=True)
+class PollingConfig:
+    """How often the engine looks for work, while busy and while idle.
+
+    Example:
+        PollingConfig()                                        # adaptive: 2 ms busy, 50 ms idle
+        PollingConfig.fixed(timedelta(milliseconds=100))       # one interval, never swaps
+    """
+
+    active_interval: timedelta = timedelta(milliseconds=2)
+    """Poll interval while work flows: bounds the latency each sequential step adds."""
+    idle_interval: timedelta = timedelta(milliseconds=50)
+    """Poll interval while idle: bounds how late a fired timer or outside work is noticed."""
+    idle_after: timedelta = timedelta(seconds=1)
+    """How long without a step (and with no activity running) before switching to idle."""
+
+    @classmethod
+    def fixed(cls, interval: timedelta) -> PollingConfig:
+        """Poll at ``interval`` always, with full concurrency (duroxide's own behaviour)."""
+        return cls(active_interval=interval, idle_interval=interval, idle_after=timedelta.max)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the engine switches between the two intervals."""
+        return self.idle_after != timedelta.max
+
+    def __post_init__(self) -> None:
+        for name in ("active_interval", "idle_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value < timedelta(milliseconds=1):
+                msg = f"PollingConfig.{name} must be a timedelta of at least 1 ms, not {value!r}."
+                raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine settings a ``WorkflowRuntime`` passes down (see its constructor)."""
+
+    polling: PollingConfig = PollingConfig()
+    orchestration_concurrency: int = 2
+    worker_concurrency: int = 4
+    lock_timeout: timedelta = timedelta(seconds=2)
+    """Worker and orchestrator lock lease: an item held by a crashed process is retried after it."""
+    log_level: str = "error"
+    wal_limit_bytes: int = 4 * 1024 * 1024
+    """Checkpoint and truncate the SQLite write-ahead log once it grows past this."""
+    drain_timeout: timedelta = timedelta(hours=1)
+    """How long a replaced runtime may take to finish the activities it is running."""
+
+
+class _Mode(enum.Enum):
+    ACTIVE = "active"
+    IDLE = "idle"
+
+
+class _Pulse:
+    """Process-wide signal of engine work, fed by every orchestration turn and activity.
+
+    duroxide keeps workflow functions in one process-global table, so the code that runs a
+    step cannot know which of several engines in the process picked it up: every engine
+    listens to the same pulse.
+    """
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+        for listener in list(self._listeners):
+            listener()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+        self.beat()
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self.beat()
+
+
+PULSE = _Pulse()
+
+
+def _orchestration(definition: WorkflowDefinition, registry: WorkflowRegistry) -> Callable[..., Any]:
+    def orchestration(dctx: Any, raw_input: Any) -> Any:
+        PULSE.beat()
+        return drive(definition, registry, dctx, raw_input)
+
+    orchestration.__qualname__ = f"workflow[{definition.name}@{definition.version}]"
+    return orchestration
+
+
+def _activity(definition: ActivityDefinition) -> Callable[..., Any]:
+    fn, name = definition.fn, definition.name
+
+    def activity(dctx: Any, value: Any) -> Any:
+        PULSE.enter()
+        try:
+            result = run_maybe_async(fn(ActivityContext(dctx), value))
+            return to_json_value(result, what=f"the return value of activity {name!r}")
+        finally:
+            PULSE.leave()
+
+    return activity
+
+
+def _plain_activity(fn: Callable[[Any], Any]) -> Callable[..., Any]:
+    def activity(_dctx: Any, value: Any) -> Any:
+        PULSE.enter()
+        try:
+            return fn(value)
+        finally:
+            PULSE.leave()
+
+    return activity
+
+
+class WorkflowEngine:
+    """Runs duroxide for one store, keeping its runtime in step with the registry."""
+
+    def __init__(
+        self,
+        provider: Any,
+        registry: WorkflowRegistry,
+        config: EngineConfig,
+        builtin_activities: dict[str, Callable[[Any], Any]],
+        store: SqliteStoreReader | None,
+    ) -> None:
+        self._provider = provider
+        self._registry = registry
+        self._config = config
+        self._builtins = builtin_activities
+        self._store = store
+        self._cond = threading.Condition()
+        self._runtime: Any = None
+        self._mode = _Mode.ACTIVE
+        self._built_generation = -1
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._drains: list[threading.Thread] = []
+        self._swaps = 0
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build and start the first runtime (active) and the supervising thread."""
+        with self._cond:
+            self._install(_Mode.ACTIVE)
+        PULSE.add(self._on_pulse)
+        self._unsubscribe = self._registry.subscribe(self._wake)
+        self._thread = threading.Thread(target=self._supervise, name="pi_duroxide_nb-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: timedelta) -> None:
+        """Stop supervising, then shut the runtime down, letting running work finish."""
+        PULSE.remove(self._on_pulse)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._cond:
+            runtime, self._runtime = self._runtime, None
+        deadline = time.monotonic() + timeout.total_seconds()
+        if runtime is not None:
+            runtime.shutdown(int(timeout.total_seconds() * 1000))
+        for drain in list(self._drains):
+            drain.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._checkpoint(force=True)
+
+    @property
+    def mode(self) -> str:
+        """``"active"`` or ``"idle"``."""
+        return self._mode.value
+
+    @property
+    def swaps(self) -> int:
+        """How many times a runtime was replaced (mode changes and late registrations)."""
+        return self._swaps
+
+    def wake(self) -> None:
+        """Work is about to arrive from this process (a start or a signal): be active now."""
+        PULSE.beat()
+
+    # --- runtime building ------------------------------------------------------------------
+
+    def _options(self, mode: _Mode) -> Any:
+        cfg, poll = self._config, self._config.polling
+        active = mode is _Mode.ACTIVE
+        interval = poll.active_interval if active else poll.idle_interval
+        lock_ms = int(cfg.lock_timeout.total_seconds() * 1000)
+        return duroxide.RuntimeOptions(
+            dispatcher_poll_interval_ms=max(1, int(interval.total_seconds() * 1000)),
+            orchestration_concurrency=cfg.orchestration_concurrency if active else 1,
+            worker_concurrency=cfg.worker_concurrency if active else 1,
+            worker_lock_timeout_ms=lock_ms,
+            orchestrator_lock_timeout_ms=lock_ms,
+            log_level=cfg.log_level,
+        )
+
+    def _build(self, mode: _Mode) -> tuple[Any, int]:
+        generation = self._registry.generation
+        runtime = duroxide.Runtime(self._provider, self._options(mode))
+        for name, fn in self._builtins.items():
+            runtime.register_activity(name, _plain_activity(fn))
+        for activity in self._registry.activities():
+            runtime.register_activity(activity.name, _activity(activity))
+        for definition in self._registry.all_workflow_versions():
+            runtime.register_orchestration_versioned(
+                definition.name, definition.version, _orchestration(definition, self._registry)
+            )
+        runtime.start()
+        return runtime, generation
+
+    def _install(self, mode: _Mode) -> None:
+        """Start a runtime for ``mode``, then drain the previous one. Hold ``_cond``."""
+        runtime, generation = self._build(mode)
+        old, self._runtime = self._runtime, runtime
+        self._mode, self._built_generation = mode, generation
+        if old is not None:
+            self._swaps += 1
+            drain = threading.Thread(target=self._drain, args=(old,), name="pi_duroxide_nb-drain", daemon=True)
+            self._drains = [d for d in self._drains if d.is_alive()] + [drain]
+            drain.start()
+
+    def _drain(self, runtime: Any) -> None:
+        runtime.shutdown(int(self._config.drain_timeout.total_seconds() * 1000))
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def _on_pulse(self) -> None:
+        if self._mode is _Mode.IDLE:
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wanted_mode(self) -> _Mode:
+        poll = self._config.polling
+        if not poll.adaptive:
+            return _Mode.ACTIVE
+        quiet = time.monotonic() - PULSE.last
+        if PULSE.in_flight > 0 or quiet < poll.idle_after.total_seconds():
+            return _Mode.ACTIVE
+        return _Mode.IDLE
+
+    def _supervise(self) -> None:
+        poll = self._config.polling
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                if self._mode is _Mode.ACTIVE:
+                    wait = 0.5
+                    if poll.adaptive:
+                        remaining = poll.idle_after.total_seconds() - (time.monotonic() - PULSE.last)
+                        wait = min(wait, max(0.01, remaining))
+                    self._cond.wait(timeout=wait)
+                else:
+                    self._cond.wait(timeout=5.0)
+                if self._stopping:
+                    return
+                wanted = self._wanted_mode()
+                if wanted is not self._mode or self._registry.generation != self._built_generation:
+                    try:
+                        self._install(wanted)
+                    except Exception:  # keep supervising; the current runtime still runs
+                        _log.exception("pi_duroxide_nb: could not rebuild the engine runtime")
+            self._checkpoint()
+
+    # --- write-ahead log ---------------------------------------------------------------------
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Fold the WAL into the database and truncate it once it passes the limit.
+
+        duroxide's pollers keep read transactions open so often that SQLite's automatic
+        checkpoints rarely reset the log, which then grows to tens of MB; a TRUNCATE
+        checkpoint (run by the store's reader process) waits for a gap and resets it.
+        """
+        if self._store is None:
+            return
+        try:
+            size = os.path.getsize(self._store.path + "-wal")
+        except OSError:
+            return
+        if size <= (0 if force else self._config.wal_limit_bytes):
+            return
+        try:
+            self._store.checkpoint()
+        except Exception as exc:  # busy or gone: the next round tries again
+            _log.debug("WAL checkpoint skipped: %s", exc)

@@ -1,0 +1,98 @@
+"""The agent-host boundary behind ``ctx.pi``: the interface and its five activities."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .._errors import NoAgentHostError, PayloadError
+from ._context import PI_ACTIVITIES
+
+__all__ = ["AgentHost", "pi_activity_functions", "run_maybe_async"]
+
+
+@runtime_checkable
+class AgentHost(Protocol):
+    """What ``ctx.pi`` calls into: an LLM, the agent's tools, skills and its session.
+
+    Any method may be ``async def``. Each is called from an activity, in a worker thread,
+    at least once per scheduled call; its return value (JSON) is persisted.
+    """
+
+    def llm(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Any:
+        """Answer ``messages`` with one assistant reply."""
+
+    def tool(self, name: str, args: dict[str, Any]) -> Any:
+        """Run the tool ``name`` with ``args`` and return its result."""
+
+    def skill(self, name: str, input: Any) -> Any:
+        """Run the skill ``name`` on ``input`` and return its reply."""
+
+    def send_message(self, content: Any) -> Any:
+        """Append ``content`` to the agent session."""
+
+    def prompt(self, prompt: str, options: dict[str, Any]) -> Any:
+        """Run a full agent turn on ``prompt`` and return its final reply."""
+
+
+def run_maybe_async(value: Any) -> Any:
+    """Await ``value`` on a fresh event loop if it is awaitable (we are in a worker thread)."""
+    if inspect.isawaitable(value):
+        async def _await() -> Any:
+            return await value
+
+        return asyncio.run(_await())
+    return value
+
+
+def _require(payload: Any, keys: tuple[str, ...], activity: str) -> dict[str, Any]:
+    if not isinstance(payload, dict) or any(k not in payload for k in keys):
+        msg = f"Activity {activity!r} expects an input object with keys {list(keys)}, got {payload!r}."
+        raise PayloadError(msg)
+    return payload
+
+
+def pi_activity_functions(get_host: Callable[[], AgentHost | None]) -> dict[str, Callable[[Any], Any]]:
+    """The five ``__pi_*`` activities, each taking its pi-shaped input and calling the host."""
+
+    def host_for(activity: str) -> AgentHost:
+        host = get_host()
+        if host is None:
+            msg = (
+                f"Activity {activity!r} needs an agent host, but none is bound to this runtime. "
+                "Bind one with WorkflowRuntime(host=...) or rt.bind_host(host) — for tests and "
+                "offline notebooks pdn.InMemoryAgentHost(...) works. The workflow sees this as a "
+                "failed activity; start it again once a host is bound."
+            )
+            raise NoAgentHostError(msg)
+        return host
+
+    def llm(payload: Any) -> Any:
+        p = _require(payload, ("messages",), PI_ACTIVITIES["llm"])
+        return run_maybe_async(host_for(PI_ACTIVITIES["llm"]).llm(p["messages"], p.get("options") or {}))
+
+    def tool(payload: Any) -> Any:
+        p = _require(payload, ("name",), PI_ACTIVITIES["tool"])
+        return run_maybe_async(host_for(PI_ACTIVITIES["tool"]).tool(p["name"], p.get("args") or {}))
+
+    def skill(payload: Any) -> Any:
+        p = _require(payload, ("name",), PI_ACTIVITIES["skill"])
+        return run_maybe_async(host_for(PI_ACTIVITIES["skill"]).skill(p["name"], p.get("input")))
+
+    def send_message(payload: Any) -> Any:
+        p = _require(payload, ("content",), PI_ACTIVITIES["send_message"])
+        return run_maybe_async(host_for(PI_ACTIVITIES["send_message"]).send_message(p["content"]))
+
+    def prompt(payload: Any) -> Any:
+        p = _require(payload, ("prompt",), PI_ACTIVITIES["prompt"])
+        return run_maybe_async(host_for(PI_ACTIVITIES["prompt"]).prompt(p["prompt"], p.get("options") or {}))
+
+    return {
+        PI_ACTIVITIES["llm"]: llm,
+        PI_ACTIVITIES["tool"]: tool,
+        PI_ACTIVITIES["skill"]: skill,
+        PI_ACTIVITIES["send_message"]: send_message,
+        PI_ACTIVITIES["prompt"]: prompt,
+    }

@@ -1,0 +1,518 @@
+"""``WorkflowRuntime``: start, signal, watch and inspect durable workflows."""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import os
+import threading
+import time
+import uuid
+import weakref
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duroxide
+
+from .._errors import (
+    EngineError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    PayloadError,
+    PiDuroxideError,
+    RuntimeStateError,
+    WorkflowTimeoutError,
+)
+from ..models import HistoryEvent, WorkflowState, WorkflowStatus
+from ._context import _workflow_input
+from ._engine import EngineConfig, PollingConfig, WorkflowEngine
+from ._host import AgentHost, pi_activity_functions
+from ._json import loads_lenient, to_json_value
+from ._registry import WorkflowRegistry, default_registry
+from ._store import SqliteStoreReader, run_sync
+
+__all__ = ["RuntimeState", "WorkflowRuntime", "default_db_path"]
+
+DB_ENV_VAR = "PI_DUROXIDE_DB"
+_PI_DEFAULT_DB = Path.home() / ".pi" / "agent" / "workflows.db"
+
+
+def default_db_path() -> Path:
+    """Where the store lives when no ``db`` is given.
+
+    ``$PI_DUROXIDE_DB`` if set, else ``~/.local/share/pi_duroxide_nb/workflows.db``
+    (``$XDG_DATA_HOME`` is honoured). It is deliberately not pi's own
+    ``~/.pi/agent/workflows.db``: pi expects to be that file's only user.
+    """
+    env = os.environ.get(DB_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "pi_duroxide_nb" / "workflows.db"
+
+
+_RUNNING: weakref.WeakSet[WorkflowRuntime] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_at_exit() -> None:
+    # The engine's threads call into Python; stop them before the interpreter goes away.
+    for runtime in list(_RUNNING):
+        runtime.shutdown(timeout=2.0)
+
+
+class RuntimeState(enum.Enum):
+    """Where a ``WorkflowRuntime`` is in its life."""
+
+    CREATED = "created"
+    """Built; ``start()`` has not been called. Calls that need the engine start it."""
+    RUNNING = "running"
+    """Running workflows in the background."""
+    STOPPED = "stopped"
+    """Shut down; create a new runtime to continue."""
+
+
+def _timedelta(value: float | timedelta | None, what: str) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    msg = f"{what} must be seconds (a non-negative number) or a timedelta, not {value!r}."
+    raise PayloadError(msg)
+
+
+class WorkflowRuntime:
+    """Runs durable workflows on a store (SQLite by default, PostgreSQL by URL).
+
+    Example:
+        rt = pdn.WorkflowRuntime(db="workflows.db")
+        rt.start()
+        iid = rt.start_workflow("deploy", {"service": "api"})
+        rt.signal_workflow(iid, "deploy-decision", {"action": "approve"})
+        state = rt.wait_for_workflow(iid, timeout=60)
+        rt.shutdown()
+
+    It is also a context manager (``with pdn.WorkflowRuntime(db=...) as rt:``) that starts
+    and shuts down.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: str | os.PathLike[str] | None = None,
+        host: AgentHost | None = None,
+        registry: WorkflowRegistry | None = None,
+        polling: PollingConfig | None = None,
+        orchestration_concurrency: int = 2,
+        worker_concurrency: int = 4,
+        lock_timeout: timedelta = timedelta(seconds=2),
+        log_level: str = "error",
+        share_with_pi: bool = False,
+    ) -> None:
+        """Create a runtime; nothing runs until ``start()``.
+
+        Args:
+            db: A SQLite file path or a ``postgresql://`` URL. Defaults to
+                ``default_db_path()`` (``$PI_DUROXIDE_DB`` or a per-user data file).
+            host: The agent host behind ``ctx.pi`` (see ``bind_host``).
+            registry: Where workflows and activities come from; the module-level one by default.
+            polling: Poll intervals; adaptive by default (see ``PollingConfig``).
+            orchestration_concurrency: Workflow steps run at once while busy.
+            worker_concurrency: Activities run at once while busy.
+            lock_timeout: How long work held by a crashed process stays locked before it is
+                retried. Short, so a restarted kernel resumes within seconds.
+            log_level: The engine's log level (error, warn, info, debug).
+            share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
+
+        Raises:
+            RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
+        """
+        self._registry = registry if registry is not None else default_registry
+        self._host = host
+        self._config = EngineConfig(
+            polling=polling or PollingConfig(),
+            orchestration_concurrency=_positive(orchestration_concurrency, "orchestration_concurrency"),
+            worker_concurrency=_positive(worker_concurrency, "worker_concurrency"),
+            lock_timeout=lock_timeout,
+            log_level=log_level,
+        )
+        self._lock = threading.RLock()
+        self._state = RuntimeState.CREATED
+        self._engine: WorkflowEngine | None = None
+        target = str(db) if db is not None else str(default_db_path())
+        self._postgres = target.startswith(("postgres://", "postgresql://"))
+        if self._postgres:
+            self._db_path: Path | None = None
+            self._reader: SqliteStoreReader | None = None
+        else:
+            path = Path(target).expanduser().resolve()
+            if path == _PI_DEFAULT_DB.resolve() and not share_with_pi:
+                msg = (
+                    f"{path} is the store of the pi coding agent's own pi-duroxide extension, and a running "
+                    "pi session expects to be its only user. Use another file (db=... or $PI_DUROXIDE_DB), "
+                    "or pass share_with_pi=True if pi is not running."
+                )
+                raise RuntimeStateError(msg)
+            self._db_path = path
+            self._reader = SqliteStoreReader(str(path))
+        self._target = target
+        self._provider: Any = None
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"<WorkflowRuntime {self._state.value} db={self.db!r}>"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def db(self) -> str:
+        """The store: a file path or a PostgreSQL URL."""
+        return str(self._db_path) if self._db_path is not None else self._target
+
+    @property
+    def state(self) -> RuntimeState:
+        """``CREATED``, ``RUNNING`` or ``STOPPED``."""
+        return self._state
+
+    @property
+    def registry(self) -> WorkflowRegistry:
+        """The registry this runtime runs."""
+        return self._registry
+
+    @property
+    def engine_mode(self) -> str:
+        """``"active"`` (fast polling) or ``"idle"`` (slow polling); ``"stopped"`` when not running."""
+        return self._engine.mode if self._engine is not None and self._state is RuntimeState.RUNNING else "stopped"
+
+    def start(self) -> WorkflowRuntime:
+        """Start running workflows in the background; returns at once. Calling it again does nothing.
+
+        Raises:
+            RuntimeStateError: the runtime was shut down.
+        """
+        with self._lock:
+            if self._state is RuntimeState.RUNNING:
+                return self
+            if self._state is RuntimeState.STOPPED:
+                msg = "This WorkflowRuntime was shut down and cannot restart. Create a new WorkflowRuntime."
+                raise RuntimeStateError(msg)
+            self._open()
+            self._engine = WorkflowEngine(
+                self._provider, self._registry, self._config, pi_activity_functions(lambda: self._host), self._reader
+            )
+            self._engine.start()
+            self._state = RuntimeState.RUNNING
+            _RUNNING.add(self)
+        return self
+
+    def shutdown(self, timeout: float | timedelta = 5.0) -> None:
+        """Stop the runtime, letting running steps finish for up to ``timeout`` (seconds).
+
+        Unfinished instances stay in the store and resume when a runtime opens it again.
+        Safe to call more than once.
+        """
+        delay = _timedelta(timeout, "timeout") or timedelta(0)
+        with self._lock:
+            if self._state is RuntimeState.STOPPED:
+                return
+            engine, self._engine = self._engine, None
+            self._state = RuntimeState.STOPPED
+            _RUNNING.discard(self)
+        if engine is not None:
+            engine.stop(delay)
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> WorkflowRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def bind_host(self, host: AgentHost | None) -> None:
+        """Bind the agent host that ``ctx.pi`` calls (``None`` unbinds); takes effect at once."""
+        self._host = host
+
+    @property
+    def host(self) -> AgentHost | None:
+        """The bound agent host."""
+        return self._host
+
+    def _open(self) -> None:
+        if self._provider is not None:
+            return
+        try:
+            if self._postgres:
+                self._provider = duroxide.PostgresProvider.connect(self._target)
+            else:
+                assert self._db_path is not None
+                self._db_path.parent.mkdir(parents=True, exist_ok=True)
+                self._provider = duroxide.SqliteProvider.open(str(self._db_path))
+            self._client = duroxide.Client(self._provider)
+        except Exception as exc:
+            msg = f"Could not open the workflow store {self.db!r}: {exc}. Check the path or URL and its permissions."
+            raise EngineError(msg, cause=exc) from exc
+
+    def _client_ready(self) -> Any:
+        if self._state is RuntimeState.STOPPED:
+            msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to reach the store."
+            raise RuntimeStateError(msg)
+        with self._lock:
+            self._open()
+        return self._client
+
+    # --- starting and signalling ---------------------------------------------------------
+
+    def start_workflow(self, name: str, input: Any = None, *, instance_id: str | None = None) -> str:
+        """Start an instance of the workflow ``name`` with its newest code; returns its id.
+
+        Validation happens before anything is written: an unknown name, an input that is not
+        JSON or fails the workflow's input model, or a taken ``instance_id`` raise and leave
+        the store untouched. The runtime starts if it has not yet.
+
+        Raises:
+            WorkflowNotFoundError: ``name`` is not registered (the message lists what is).
+            PayloadError: ``input`` is not JSON-serializable or fails the input model.
+            InstanceExistsError: ``instance_id`` is taken.
+        """
+        definition = self._registry.workflow(name)
+        iid = instance_id if instance_id is not None else uuid.uuid4().hex
+        if not isinstance(iid, str) or not iid.strip():
+            msg = f"instance_id must be a non-empty string, not {instance_id!r}."
+            raise PayloadError(msg)
+        data = _workflow_input(definition, input, iid)
+        client = self._client_ready()
+        with self._lock:
+            if self._exists(iid):
+                raise InstanceExistsError(iid)
+            self.start()
+            assert self._engine is not None
+            self._engine.wake()
+            try:
+                client.start_orchestration_versioned(iid, name, data, definition.version)
+            except Exception as exc:
+                msg = f"The engine refused to start workflow {name!r} as {iid!r}: {exc}"
+                raise EngineError(msg, cause=exc) from exc
+        return iid
+
+    def _exists(self, instance_id: str) -> bool:
+        if self._reader is not None:
+            return run_sync(self._reader.exists(instance_id))
+        return bool(self._client.get_status(instance_id).status != "NotFound")
+
+    def signal_workflow(self, instance_id: str, event_name: str, data: Any = None) -> None:
+        """Send the event ``event_name`` with ``data`` to an instance waiting in ``ctx.wait_for_event``.
+
+        An event sent before the instance waits for it is dropped by the engine, so signal
+        after the instance reached its wait (its custom status is a good place to say so).
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            PayloadError: ``data`` is not JSON-serializable, or ``event_name`` is empty.
+        """
+        if not isinstance(event_name, str) or not event_name:
+            msg = f"event_name must be a non-empty string, not {event_name!r}."
+            raise PayloadError(msg)
+        value = to_json_value(data, what=f"the data of signal {event_name!r}")
+        client = self._client_ready()
+        if not self._exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        if self._engine is not None:
+            self._engine.wake()
+        client.raise_event(instance_id, event_name, value)
+
+    def cancel_workflow(self, instance_id: str, reason: str = "cancelled by user") -> None:
+        """Ask an instance to stop; it ends as ``Failed`` with error ``canceled: <reason>``.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+        """
+        client = self._client_ready()
+        if not self._exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        if self._engine is not None:
+            self._engine.wake()
+        client.cancel_instance(instance_id, reason)
+
+    # --- reading state ---------------------------------------------------------------------
+
+    def get_workflow(self, instance_id: str) -> WorkflowState:
+        """The state of one instance.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+        """
+        return run_sync(self.get_workflow_async(instance_id))
+
+    async def get_workflow_async(self, instance_id: str) -> WorkflowState:
+        """``get_workflow`` without blocking the event loop."""
+        self._client_ready()
+        if self._reader is not None:
+            states = await self._reader.states(instance_id=instance_id)
+            if not states:
+                raise InstanceNotFoundError(instance_id)
+            return self._typed(states[0])
+        return self._typed(self._state_from_client(instance_id))
+
+    def list_workflows(self, *, name: str | None = None, status: str | WorkflowStatus | None = None) -> list[WorkflowState]:
+        """States of every instance (newest first), optionally only one workflow or status."""
+        return run_sync(self.list_workflows_async(name=name, status=status))
+
+    async def list_workflows_async(
+        self, *, name: str | None = None, status: str | WorkflowStatus | None = None
+    ) -> list[WorkflowState]:
+        """``list_workflows`` without blocking the event loop."""
+        status_value = _status(status) if status is not None else None
+        client = self._client_ready()
+        if self._reader is not None:
+            states = await self._reader.states(name=name, status=status_value.value if status_value else None)
+        else:
+            states = [self._state_from_client(i) for i in client.list_all_instances()]
+            states = [
+                s for s in states if (name is None or s.name == name) and (status_value is None or s.status is status_value)
+            ]
+        return [self._typed(s) for s in states]
+
+    def wait_for_workflow(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
+        """Block until the instance finishes (or continues as new past this execution); return its state.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            WorkflowTimeoutError: it did not finish within ``timeout`` seconds; it keeps running.
+        """
+        delay = _timedelta(timeout, "timeout") or timedelta(0)
+        client = self._client_ready()
+        if not self._exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        deadline = time.monotonic() + delay.total_seconds()
+        while True:
+            remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            try:
+                result = client.wait_for_orchestration(instance_id, max(1, remaining_ms))
+            except Exception as exc:
+                if "timeout" in str(exc).lower() or "timed out" in str(exc).lower():
+                    msg = (
+                        f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s; "
+                        "it is still running. Wait again, or look at rt.get_workflow(...).custom_status."
+                    )
+                    raise WorkflowTimeoutError(msg, cause=exc) from exc
+                msg = f"Waiting for {instance_id!r} failed in the engine: {exc}"
+                raise EngineError(msg, cause=exc) from exc
+            if result.status in ("Completed", "Failed"):
+                return self.get_workflow(instance_id)
+            if time.monotonic() >= deadline:  # pragma: no cover - the engine raises first
+                msg = f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s."
+                raise WorkflowTimeoutError(msg)
+
+    async def wait_for_workflow_async(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
+        """``wait_for_workflow`` without blocking the event loop (it waits in a thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait_for_workflow, instance_id, timeout)
+
+    def history(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+        """The persisted events of an instance's current (or given) execution, with full payloads.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+        """
+        return run_sync(self.history_async(instance_id, execution_id=execution_id))
+
+    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+        """``history`` without blocking the event loop."""
+        self._client_ready()
+        if self._reader is None:
+            return self._history_from_client(instance_id, execution_id)
+        events = await self._reader.history(instance_id, execution_id)
+        if not events and not await self._reader.states(instance_id=instance_id):
+            raise InstanceNotFoundError(instance_id)
+        return events
+
+    def executions(self, instance_id: str) -> list[int]:
+        """The execution ids of an instance (more than one after continue-as-new)."""
+        client = self._client_ready()
+        if self._reader is not None:
+            return run_sync(self._reader.executions(instance_id))
+        return [int(e) for e in client.list_executions(instance_id)]
+
+    def get_kv(self, instance_id: str) -> dict[str, Any]:
+        """The KV entries an instance has set (``ctx.kv``), values parsed from JSON."""
+        self._client_ready()
+        if self._reader is not None:
+            return run_sync(self._reader.kv(instance_id))
+        msg = "Reading all KV entries needs the SQLite store; use ctx.kv inside the workflow."
+        raise RuntimeStateError(msg)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _typed(self, state: WorkflowState) -> WorkflowState:
+        """Give the output its workflow's output model, when the version is registered here."""
+        if state.output is None or state.status is not WorkflowStatus.COMPLETED:
+            return state
+        try:
+            definition = self._registry.workflow(state.name, state.version)
+        except PiDuroxideError:
+            return state
+        if definition.output_model is None:
+            return state
+        try:
+            return state.model_copy(update={"output": definition.output_model.model_validate(state.output)})
+        except Exception:
+            return state
+
+    def _state_from_client(self, instance_id: str) -> WorkflowState:
+        client = self._client
+        status = client.get_status(instance_id)
+        if status.status == "NotFound":
+            raise InstanceNotFoundError(instance_id)
+        info = client.get_instance_info(instance_id)
+        return WorkflowState(
+            instance_id=instance_id,
+            name=info.orchestration_name,
+            version=info.orchestration_version,
+            status=WorkflowStatus(status.status),
+            output=status.output if status.status == "Completed" else None,
+            error=status.error,
+            custom_status=status.custom_status,
+            parent_instance_id=info.parent_instance_id,
+            execution_id=int(info.current_execution_id),
+        )
+
+    def _history_from_client(self, instance_id: str, execution_id: int | None) -> list[HistoryEvent]:
+        from datetime import datetime, timezone
+
+        client = self._client
+        if client.get_status(instance_id).status == "NotFound":
+            raise InstanceNotFoundError(instance_id)
+        exec_id = execution_id or int(client.get_instance_info(instance_id).current_execution_id)
+        events = []
+        for e in client.read_execution_history(instance_id, exec_id):
+            events.append(
+                HistoryEvent(
+                    instance_id=instance_id,
+                    execution_id=exec_id,
+                    event_id=int(e.event_id),
+                    kind=str(e.kind),
+                    source_event_id=e.source_event_id,
+                    timestamp=datetime.fromtimestamp(int(e.timestamp_ms) / 1000, tz=timezone.utc),
+                    data=loads_lenient(e.data),
+                )
+            )
+        return events
+
+
+def _status(value: str | WorkflowStatus) -> WorkflowStatus:
+    try:
+        return WorkflowStatus(value)
+    except ValueError:
+        valid = ", ".join(s.value for s in WorkflowStatus)
+        msg = f"Unknown workflow status {value!r}. Use one of: {valid}."
+        raise PayloadError(msg) from None
+
+
+def _positive(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        msg = f"{what} must be a positive integer, not {value!r}."
+        raise PayloadError(msg)
+    return value

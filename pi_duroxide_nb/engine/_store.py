@@ -1,0 +1,298 @@
+"""Reads the SQLite store's rows directly: full history payloads and instance states.
+
+The engine's client drops some payloads (KV, custom status, continue-as-new, syscalls) and
+reports no timestamps on SQLite, so history and listings read the tables. They are read in
+a child process (see ``_store_worker``): an SQLite connection inside the kernel's process
+breaks the engine's locking. Async methods wait in a thread, so the event loop stays free.
+Nothing here writes, except the WAL checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._errors import EngineError
+
+from ..models import HistoryEvent, WorkflowState, WorkflowStatus
+from ._json import loads_lenient
+
+__all__ = ["SqliteStoreReader", "run_sync"]
+
+T = TypeVar("T")
+
+_PAYLOAD_FIELDS = ("input", "result", "output", "data")
+_COMMON_FIELDS = {"event_id", "source_event_id", "instance_id", "execution_id", "timestamp_ms", "type", "name"}
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code, even under a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from a notebook cell without await: run on a private loop in a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _from_ms(ms: Any) -> datetime | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+
+
+def _error_text(details: Any) -> str | None:
+    if details is None:
+        return None
+    if isinstance(details, dict) and len(details) == 1:
+        inner = next(iter(details.values()))
+        if isinstance(inner, dict):
+            message = inner.get("message") or ""
+            kind = inner.get("kind")
+            if isinstance(kind, dict) and "Cancelled" in kind:
+                reason = (kind["Cancelled"] or {}).get("reason", "")
+                return f"canceled: {reason}" if reason else "canceled"
+            return str(message) if message else json.dumps(inner)
+    return details if isinstance(details, str) else json.dumps(details)
+
+
+def history_event_from_row(execution_id: int, event_data: str) -> HistoryEvent:
+    """Build a ``HistoryEvent`` from one stored ``history.event_data`` row."""
+    raw: dict[str, Any] = json.loads(event_data)
+    kind = str(raw.get("type"))
+    fields: dict[str, Any] = {f: loads_lenient(raw[f]) for f in _PAYLOAD_FIELDS if raw.get(f) is not None}
+    details = {k: v for k, v in raw.items() if k not in _COMMON_FIELDS and k not in _PAYLOAD_FIELDS}
+    error = None
+    if "details" in details:
+        error = _error_text(details.pop("details"))
+    elif kind.endswith("Failed") and "error" in raw:
+        error = str(raw["error"])
+    return HistoryEvent(
+        instance_id=str(raw.get("instance_id", "")),
+        execution_id=int(raw.get("execution_id", execution_id)),
+        event_id=int(raw["event_id"]),
+        kind=kind,
+        source_event_id=raw.get("source_event_id"),
+        timestamp=_from_ms(raw.get("timestamp_ms")) or datetime.fromtimestamp(0, tz=timezone.utc),
+        name=raw.get("name"),
+        error=error,
+        details=details,
+        **fields,
+    )
+
+
+_STATE_SQL = """
+SELECT i.instance_id, i.orchestration_name, i.orchestration_version, i.current_execution_id,
+       i.parent_instance_id, i.custom_status, e.status, e.output,
+       (SELECT json_extract(h.event_data, '$.timestamp_ms') FROM history h
+         WHERE h.instance_id = i.instance_id ORDER BY h.execution_id, h.event_id LIMIT 1),
+       (SELECT json_extract(h.event_data, '$.timestamp_ms') FROM history h
+         WHERE h.instance_id = i.instance_id ORDER BY h.execution_id DESC, h.event_id DESC LIMIT 1),
+       i.created_at
+FROM instances i
+LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+"""
+
+
+class SqliteStoreReader:
+    """Read-only access to a duroxide SQLite store."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._ids = itertools.count(1)
+
+    def _request(self, payload: dict[str, Any]) -> list[list[Any]]:
+        with self._lock:
+            for attempt in (1, 2):
+                proc = self._process()
+                payload["id"] = next(self._ids)
+                try:
+                    assert proc.stdin is not None and proc.stdout is not None
+                    proc.stdin.write(json.dumps(payload) + "\n")
+                    proc.stdin.flush()
+                    line = proc.stdout.readline()
+                except (BrokenPipeError, OSError):
+                    line = ""
+                if line:
+                    break
+                self._proc = None  # the reader died; start a fresh one once
+                if attempt == 2:
+                    msg = f"The store reader process for {self._path} exited unexpectedly; check that the file is readable."
+                    raise EngineError(msg)
+        reply = json.loads(line)
+        if "error" in reply:
+            msg = f"Reading the workflow store {self._path} failed: {reply['error']}"
+            raise EngineError(msg)
+        rows: list[list[Any]] = reply["rows"]
+        return rows
+
+    def _process(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            worker = Path(__file__).with_name("_store_worker.py")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", str(worker), self._path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return self._proc
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    def query(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[list[Any]]:
+        """Run one read-only query in the reader process."""
+        return self._request({"sql": sql, "args": list(args)})
+
+    async def aquery(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[list[Any]]:
+        """``query`` without blocking the event loop."""
+        return await asyncio.to_thread(self.query, sql, args)
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and truncate it."""
+        self._request({"op": "checkpoint"})
+
+    def close(self) -> None:
+        """Stop the reader process."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    async def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
+        """Every event of one execution (the current one by default), in order."""
+        if execution_id is None:
+            found = await self.aquery("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
+            if not found:
+                return []
+            execution_id = int(found[0][0])
+        rows = await self.aquery(
+            "SELECT execution_id, event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
+            (instance_id, execution_id),
+        )
+        return [history_event_from_row(int(r[0]), r[1]) for r in rows]
+
+    async def executions(self, instance_id: str) -> list[int]:
+        """The execution ids of an instance, oldest first."""
+        rows = await self.aquery(
+            "SELECT execution_id FROM executions WHERE instance_id = ? ORDER BY execution_id", (instance_id,)
+        )
+        return [int(r[0]) for r in rows]
+
+    async def states(
+        self, *, instance_id: str | None = None, name: str | None = None, status: str | None = None
+    ) -> list[WorkflowState]:
+        """Instance states, newest first, filtered by id, workflow name and status.
+
+        Instances whose start is queued but not yet picked up are reported as ``Pending``.
+        """
+        where, args = [], []
+        if instance_id is not None:
+            where.append("i.instance_id = ?")
+            args.append(instance_id)
+        if name is not None:
+            where.append("i.orchestration_name = ?")
+            args.append(name)
+        if status is not None:
+            where.append("COALESCE(e.status, 'Pending') = ?")
+            args.append(status)
+        sql = _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC"
+        rows = await self.aquery(sql, args)
+        pending: list[WorkflowState] = []
+        if status in (None, WorkflowStatus.PENDING.value):
+            pending = await self._pending(instance_id, name)
+        known = {row[0] for row in rows}
+        return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
+
+    async def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
+        sql = (
+            "SELECT q.instance_id, q.work_item, q.visible_at FROM orchestrator_queue q "
+            "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
+        )
+        args: list[Any] = []
+        if instance_id is not None:
+            sql += " AND q.instance_id = ?"
+            args.append(instance_id)
+        sql += " ORDER BY q.id DESC"
+        rows = await self.aquery(sql, args)
+        states = []
+        for iid, item, visible_ms in rows:
+            start = json.loads(item).get("StartOrchestration", {})
+            if name is not None and start.get("orchestration") != name:
+                continue
+            when = _from_ms(visible_ms) if isinstance(visible_ms, int) else None
+            states.append(
+                WorkflowState(
+                    instance_id=iid,
+                    name=str(start.get("orchestration", "")),
+                    version=str(start.get("version") or ""),
+                    status=WorkflowStatus.PENDING,
+                    created_at=when,
+                    updated_at=when,
+                    parent_instance_id=start.get("parent_instance"),
+                    execution_id=int(start.get("execution_id") or 1),
+                )
+            )
+        return states
+
+    @staticmethod
+    def _state(row: Any) -> WorkflowState:
+        (iid, name, version, exec_id, parent, custom, status, output, first_ms, last_ms, created_text) = row
+        status_value = WorkflowStatus(status) if status else WorkflowStatus.PENDING
+        error = None
+        out: Any = None
+        if status_value is WorkflowStatus.FAILED:
+            error = output
+        elif output is not None:
+            out = loads_lenient(output)
+        created = _from_ms(first_ms)
+        if created is None and created_text:
+            created = datetime.fromisoformat(str(created_text)).replace(tzinfo=timezone.utc)
+        return WorkflowState(
+            instance_id=iid,
+            name=name,
+            version=version,
+            status=status_value,
+            output=out,
+            error=error,
+            custom_status=custom,
+            created_at=created,
+            updated_at=_from_ms(last_ms) or created,
+            parent_instance_id=parent,
+            execution_id=int(exec_id),
+        )
+
+    async def exists(self, instance_id: str) -> bool:
+        """True if the instance exists or its start is queued."""
+        rows = await self.aquery(
+            "SELECT 1 FROM instances WHERE instance_id = ? UNION ALL "
+            "SELECT 1 FROM orchestrator_queue WHERE instance_id = ? LIMIT 1",
+            (instance_id, instance_id),
+        )
+        return bool(rows)
+
+    async def kv(self, instance_id: str) -> dict[str, Any]:
+        """The KV entries of an instance, values parsed from JSON."""
+        rows = await self.aquery("SELECT key, value FROM kv_store WHERE instance_id = ? ORDER BY key", (instance_id,))
+        return {k: loads_lenient(v) for k, v in rows}

@@ -1,0 +1,161 @@
+"""Public pydantic models: what crosses a boundary of pi_duroxide_nb."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatMessage",
+    "HistoryEvent",
+    "Outcome",
+    "RaceResult",
+    "RetryPolicy",
+    "WorkflowState",
+    "WorkflowStatus",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class WorkflowStatus(str, enum.Enum):
+    """Status of a workflow instance, with the engine's names.
+
+    ``Terminated`` and ``Pending`` are listed because pi-duroxide's tools accept them as
+    filters; the engine reports cancelled instances as ``Failed``.
+    """
+
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CONTINUED_AS_NEW = "ContinuedAsNew"
+    TERMINATED = "Terminated"
+    PENDING = "Pending"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the instance can no longer make progress."""
+        return self in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED)
+
+
+class WorkflowState(BaseModel):
+    """A snapshot of one workflow instance.
+
+    Example:
+        state = rt.wait_for_workflow(iid, timeout=60)
+        if state.status is pdn.WorkflowStatus.COMPLETED:
+            print(state.output)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    instance_id: str
+    """The instance's id."""
+    name: str
+    """The workflow's registered name."""
+    version: str
+    """The code version the instance runs (derived from the workflow's code)."""
+    status: WorkflowStatus
+    """Where the instance is in its life."""
+    output: Any = None
+    """The return value (an instance of the workflow's output model when it has one)."""
+    error: str | None = None
+    """Why the instance failed, when it failed."""
+    custom_status: str | None = None
+    """The last value given to ``ctx.set_custom_status``."""
+    created_at: datetime | None = None
+    """When the instance was created (UTC)."""
+    updated_at: datetime | None = None
+    """When the instance last changed (UTC)."""
+    parent_instance_id: str | None = None
+    """The parent's id, for a sub-workflow."""
+    execution_id: int = 1
+    """The current execution; each continue-as-new starts the next one."""
+
+
+class HistoryEvent(BaseModel):
+    """One persisted history event of an instance, with its full payload.
+
+    Payload fields that the engine stores as JSON text (``input``, ``result``, ``output``,
+    ``data``) are parsed back into values; everything else the row holds is in ``details``.
+    """
+
+    model_config = _FROZEN
+
+    instance_id: str
+    execution_id: int
+    event_id: int
+    """Position in the execution's history, from 1."""
+    kind: str
+    """The engine's event type, e.g. ``ActivityScheduled``."""
+    source_event_id: int | None = None
+    """For a completion, the id of the event that scheduled it."""
+    timestamp: datetime
+    """When the engine recorded the event (UTC)."""
+    name: str | None = None
+    """Activity, workflow, event or queue name, for the kinds that have one."""
+    input: Any = None
+    result: Any = None
+    output: Any = None
+    data: Any = None
+    error: str | None = None
+    """Failure message, for failed kinds."""
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Every other field of the stored row (version, fire_at_ms, status, key, value...)."""
+
+
+class RetryPolicy(BaseModel):
+    """How ``ctx.schedule_activity_with_retry`` retries an activity.
+
+    Example:
+        RetryPolicy(attempts=5, timeout=timedelta(seconds=10), backoff="exponential")
+    """
+
+    model_config = _FROZEN
+
+    attempts: int = Field(default=3, ge=1)
+    """Total attempts, the first included."""
+    timeout: timedelta | None = None
+    """Deadline for each attempt."""
+    total_timeout: timedelta | None = None
+    """Deadline for all attempts together."""
+    backoff: Literal["exponential", "linear", "fixed"] | None = None
+    """Delay between attempts: exponential (100 ms doubling, max 30 s), linear, or fixed 1 s."""
+
+
+class Outcome(BaseModel):
+    """The outcome of one task of ``ctx.all(..., return_outcomes=True)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+
+
+class RaceResult(BaseModel):
+    """Which task of ``ctx.race(a, b)`` finished first, and its value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    index: int
+    """0 if the first task won, 1 if the second did."""
+    value: Any = None
+
+
+class ChatMessage(BaseModel):
+    """An LLM message as pi shapes it: a role and text or content parts.
+
+    Extra fields (tool calls, ids, usage) are kept as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None

@@ -1,0 +1,208 @@
+"""The five LLM tools of pi-duroxide, with its bugs fixed, as specs any LLM client can use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .._errors import InstanceNotFoundError, PiDuroxideError, WorkflowTimeoutError
+from ..models import WorkflowState, WorkflowStatus
+
+if TYPE_CHECKING:
+    from ..engine import WorkflowRuntime
+
+__all__ = ["ToolResult", "WorkflowTool", "workflow_tools"]
+
+_ARGS = ConfigDict(extra="forbid")
+
+
+class TextContent(BaseModel):
+    """A text part of a tool result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolResult(BaseModel):
+    """What a tool returns, in pi's shape: ``{content: [{type: "text", text}], details}``.
+
+    ``isError`` is set when the call failed (bad arguments, unknown names); the text then
+    says what went wrong and how to fix the call.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    content: list[TextContent]
+    details: Any = None
+    is_error: bool = Field(default=False, alias="isError")
+
+    def to_pi(self) -> dict[str, Any]:
+        """The plain dict pi expects."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class StartWorkflowArgs(BaseModel):
+    model_config = _ARGS
+    name: str = Field(description="Registered workflow name")
+    input: Any = Field(description="JSON input passed to the workflow generator")
+    id: str | None = Field(default=None, description="Explicit instance ID (auto-generated if omitted)")
+
+
+class GetWorkflowArgs(BaseModel):
+    model_config = _ARGS
+    instanceId: str = Field(description="Workflow instance ID")
+
+
+_STATUS = Literal["Running", "Completed", "Failed", "Terminated", "Pending", "ContinuedAsNew"]
+
+
+class ListWorkflowsArgs(BaseModel):
+    model_config = _ARGS
+    name: str | None = Field(default=None, description="Filter by workflow name")
+    status: _STATUS | None = Field(default=None, description="Filter by status")
+
+
+class SignalWorkflowArgs(BaseModel):
+    model_config = _ARGS
+    instanceId: str = Field(description="Target workflow instance")
+    eventName: str = Field(description="Must match the name in ctx.wait_for_event()")
+    data: Any = Field(description="JSON payload delivered to the workflow")
+
+
+class WaitForWorkflowArgs(BaseModel):
+    model_config = _ARGS
+    instanceId: str = Field(description="Workflow instance ID")
+    timeoutMs: int = Field(default=60_000, ge=0, description="Maximum wait in ms (default: 60000)")
+
+
+@dataclass(frozen=True)
+class WorkflowTool:
+    """One tool an LLM can call: its name, description, JSON Schema and ``execute``."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    run: Callable[[Any], Any] = field(repr=False)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments."""
+        return self.args_model.model_json_schema()
+
+    def execute(self, args: dict[str, Any] | str | None) -> ToolResult:
+        """Run the tool; never raises for bad arguments or unknown names (returns an error result)."""
+        try:
+            if isinstance(args, str):
+                args = json.loads(args)
+            parsed = self.args_model.model_validate(args or {})
+        except (ValidationError, json.JSONDecodeError) as exc:
+            return _error(f"Invalid arguments for {self.name}: {_explain(exc)}. Expected: {json.dumps(self.parameters)}")
+        try:
+            details = self.run(parsed)
+        except PiDuroxideError as exc:
+            return _error(str(exc))
+        return ToolResult(content=[TextContent(text=json.dumps(details, default=str))], details=details)
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def _error(text: str) -> ToolResult:
+    return ToolResult(content=[TextContent(text=text)], details={"error": text}, is_error=True)
+
+
+def state_json(state: WorkflowState) -> dict[str, Any]:
+    """A state as the tools report it (camelCase, like pi-duroxide's)."""
+    data = state.model_dump(mode="json")
+    return {
+        "instanceId": data["instance_id"],
+        "name": data["name"],
+        "version": data["version"],
+        "status": data["status"],
+        "output": data["output"],
+        "error": data["error"],
+        "customStatus": data["custom_status"],
+        "createdAt": data["created_at"],
+        "updatedAt": data["updated_at"],
+        "parentInstanceId": data["parent_instance_id"],
+        "executionId": data["execution_id"],
+    }
+
+
+def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
+    """The five workflow tools bound to ``runtime``.
+
+    Example:
+        tools = pdn.workflow_tools(rt)
+        start = next(t for t in tools if t.name == "start-workflow")
+        start.execute({"name": "deploy", "input": {"service": "api"}})
+    """
+
+    def start(a: StartWorkflowArgs) -> Any:
+        return {"instanceId": runtime.start_workflow(a.name, a.input, instance_id=a.id)}
+
+    def get(a: GetWorkflowArgs) -> Any:
+        try:
+            return state_json(runtime.get_workflow(a.instanceId))
+        except InstanceNotFoundError:
+            return {"instanceId": a.instanceId, "status": "not_found"}
+
+    def list_(a: ListWorkflowsArgs) -> Any:
+        status = WorkflowStatus(a.status) if a.status else None
+        return [state_json(s) for s in runtime.list_workflows(name=a.name, status=status)]
+
+    def signal(a: SignalWorkflowArgs) -> Any:
+        runtime.signal_workflow(a.instanceId, a.eventName, a.data)
+        return {"signalled": True}
+
+    def wait(a: WaitForWorkflowArgs) -> Any:
+        try:
+            return state_json(runtime.wait_for_workflow(a.instanceId, timeout=timedelta(milliseconds=a.timeoutMs)))
+        except WorkflowTimeoutError:
+            return {**state_json(runtime.get_workflow(a.instanceId)), "timedOut": True}
+
+    names = runtime.registry.workflow_names()
+    listing = ", ".join(names) if names else "none yet"
+    return [
+        WorkflowTool(
+            "start-workflow",
+            f"Start a durable workflow by name. Returns an instanceId for tracking. Registered workflows: {listing}.",
+            StartWorkflowArgs,
+            start,
+        ),
+        WorkflowTool(
+            "get-workflow",
+            "Get the status, output, and custom status of a workflow instance ('not_found' for unknown ids).",
+            GetWorkflowArgs,
+            get,
+        ),
+        WorkflowTool(
+            "list-workflows",
+            "List workflow instances with their full state, optionally filtered by name and status.",
+            ListWorkflowsArgs,
+            list_,
+        ),
+        WorkflowTool(
+            "signal-workflow",
+            "Send an external event to a workflow waiting on ctx.wait_for_event().",
+            SignalWorkflowArgs,
+            signal,
+        ),
+        WorkflowTool(
+            "wait-for-workflow",
+            "Block until a workflow completes and return its full state including output "
+            "(with timedOut: true if it is still running after timeoutMs).",
+            WaitForWorkflowArgs,
+            wait,
+        ),
+    ]
