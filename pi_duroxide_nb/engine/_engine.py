@@ -201,7 +201,7 @@ class WorkflowEngine:
         with self._cond:
             self._install(_Mode.ACTIVE)
         PULSE.add(self._on_pulse)
-        self._unsubscribe = self._registry.subscribe(self._wake)
+        self._unsubscribe = self._registry.subscribe(self.refresh)
         self._thread = threading.Thread(target=self._supervise, name="pi_duroxide_nb-engine", daemon=True)
         self._thread.start()
 
@@ -237,6 +237,17 @@ class WorkflowEngine:
     def wake(self) -> None:
         """Work is about to arrive from this process (a start or a signal): be active now."""
         PULSE.beat()
+
+    def refresh(self) -> None:
+        """Rebuild the runtime now if the registry changed since it was built.
+
+        Runs in the registering thread, so a workflow registered (or edited) after ``start()``
+        can be started the moment its registration returns.
+        """
+        with self._cond:
+            if self._stopping or self._registry.generation == self._built_generation:
+                return
+            self._install(self._mode)
 
     # --- runtime building ------------------------------------------------------------------
 

@@ -288,6 +288,7 @@ class WorkflowRuntime:
                 raise InstanceExistsError(iid)
             self.start()
             assert self._engine is not None
+            self._engine.refresh()
             self._engine.wake()
             try:
                 client.start_orchestration_versioned(iid, name, data, definition.version)

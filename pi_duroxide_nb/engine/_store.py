@@ -171,13 +171,16 @@ class SqliteStoreReader:
         """Stop the reader process."""
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            assert proc.stdin is not None
+        if proc is None:
+            return
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
             proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
     async def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
         """Every event of one execution (the current one by default), in order."""

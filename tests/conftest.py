@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duroxide
+import pytest
+
+import pi_duroxide_nb as pdn
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """The one bounded poll of the suite: return the first truthy value of ``predicate()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def iid() -> Callable[[str], str]:
+    """Unique instance ids."""
+    return lambda prefix="wf": f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _reset_engine_table() -> Iterator[None]:
+    # duroxide keeps workflow functions in one process-global table; restore it per test.
+    before = dict(duroxide._orchestration_functions)
+    yield
+    duroxide._orchestration_functions.clear()
+    duroxide._orchestration_functions.update(before)
+
+
+@pytest.fixture
+def registry() -> pdn.WorkflowRegistry:
+    return pdn.WorkflowRegistry()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "workflows.db"
+
+
+@pytest.fixture
+def make_runtime(registry: pdn.WorkflowRegistry, db_path: Path) -> Iterator[Callable[..., pdn.WorkflowRuntime]]:
+    made: list[pdn.WorkflowRuntime] = []
+
+    def make(**kwargs: Any) -> pdn.WorkflowRuntime:
+        kwargs.setdefault("db", db_path)
+        kwargs.setdefault("registry", registry)
+        rt = pdn.WorkflowRuntime(**kwargs)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.shutdown(timeout=5)
+
+
+@pytest.fixture
+def rt(make_runtime: Callable[..., pdn.WorkflowRuntime]) -> pdn.WorkflowRuntime:
+    return make_runtime().start()

@@ -1,0 +1,592 @@
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import pi_duroxide_nb as pdn
+from tests.conftest import wait_until
+
+DONE = pdn.WorkflowStatus.COMPLETED
+FAILED = pdn.WorkflowStatus.FAILED
+
+
+def wait_for_status(rt: pdn.WorkflowRuntime, iid: str, status: str) -> None:
+    wait_until(lambda: rt.get_workflow(iid).custom_status == status)
+
+
+# --- the example -------------------------------------------------------------------
+
+
+def test_deploy_example_end_to_end(registry, make_runtime, iid) -> None:
+    fetched: list[str] = []
+
+    @registry.register_activity("fetch")
+    def fetch(ctx, url):
+        fetched.append(url)
+        return {"url": url, "ok": True}
+
+    @registry.register_workflow("deploy", description="Build, test and deploy a service")
+    def deploy(ctx, input):
+        build = yield ctx.pi.tool("bash", {"command": "make build"})
+        page = yield ctx.schedule_activity("fetch", f"https://{input['service']}")
+        ctx.set_custom_status("awaiting-approval")
+        decision = yield ctx.wait_for_event("deploy-decision")
+        if decision["action"] != "approve":
+            return {"status": "rejected"}
+        yield ctx.pi.send_message(f"deployed {input['service']}")
+        return {"status": "deployed", "build": build["exitCode"], "page": page}
+
+    host = pdn.InMemoryAgentHost(tools={"bash": lambda args: {"exitCode": 0, "stdout": args["command"]}})
+    rt = make_runtime(host=host)
+    rt.start()
+    instance = rt.start_workflow("deploy", {"service": "api"}, instance_id=iid("deploy"))
+    wait_for_status(rt, instance, "awaiting-approval")
+    running = rt.get_workflow(instance)
+    assert running.status is pdn.WorkflowStatus.RUNNING
+    rt.signal_workflow(instance, "deploy-decision", {"action": "approve"})
+    state = rt.wait_for_workflow(instance, timeout=30)
+
+    assert state.status is DONE
+    assert state.output == {"status": "deployed", "build": 0, "page": {"url": "https://api", "ok": True}}
+    assert state.name == "deploy" and state.version == registry.workflow("deploy").version
+    assert state.custom_status == "awaiting-approval"
+    assert state.created_at is not None and state.updated_at is not None
+    assert state.created_at <= state.updated_at and state.created_at.tzinfo is not None
+    assert state.parent_instance_id is None
+    assert host.messages == ["deployed api"]
+    assert fetched == ["https://api"]  # replays never re-ran the activity
+
+    events = rt.history(instance)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "OrchestrationStarted" and kinds[-1] == "OrchestrationCompleted"
+    assert events[0].input == {"service": "api"}
+    tool = next(e for e in events if e.kind == "ActivityScheduled" and e.name == "__pi_tool")
+    assert tool.input == {"name": "bash", "args": {"command": "make build"}}
+    signal = next(e for e in events if e.kind == "ExternalEvent")
+    assert signal.name == "deploy-decision" and signal.data == {"action": "approve"}
+    status = next(e for e in events if e.kind == "CustomStatusUpdated")
+    assert status.details["status"] == "awaiting-approval"
+    assert events[-1].output == state.output
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+
+def test_start_is_idempotent_and_shutdown_is_safe_twice(make_runtime) -> None:
+    rt = make_runtime()
+    assert rt.state is pdn.RuntimeState.CREATED
+    assert rt.start() is rt.start()
+    assert rt.state is pdn.RuntimeState.RUNNING
+    rt.shutdown()
+    rt.shutdown()
+    assert rt.state is pdn.RuntimeState.STOPPED
+    with pytest.raises(pdn.RuntimeStateError, match="Create a new WorkflowRuntime"):
+        rt.start()
+
+
+def test_context_manager_starts_and_stops(make_runtime) -> None:
+    with make_runtime() as rt:
+        assert rt.state is pdn.RuntimeState.RUNNING
+    assert rt.state is pdn.RuntimeState.STOPPED
+
+
+def test_default_db_path_honours_env(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PI_DUROXIDE_DB", str(tmp_path / "env.db"))
+    assert pdn.default_db_path() == tmp_path / "env.db"
+    assert pdn.WorkflowRuntime().db == str((tmp_path / "env.db").resolve())
+    monkeypatch.delenv("PI_DUROXIDE_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert pdn.default_db_path() == tmp_path / "xdg" / "pi_duroxide_nb" / "workflows.db"
+
+
+def test_pi_store_is_not_shared_silently(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    import pi_duroxide_nb.engine._runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_PI_DEFAULT_DB", tmp_path / ".pi" / "agent" / "workflows.db")
+    with pytest.raises(pdn.RuntimeStateError, match="pi coding agent"):
+        pdn.WorkflowRuntime(db=tmp_path / ".pi" / "agent" / "workflows.db")
+    rt = pdn.WorkflowRuntime(db=tmp_path / ".pi" / "agent" / "workflows.db", share_with_pi=True)
+    assert rt.state is pdn.RuntimeState.CREATED
+
+
+# --- bad input never touches the store --------------------------------------------------------
+
+
+class Order(BaseModel):
+    item: str
+    qty: int
+
+
+class Receipt(BaseModel):
+    item: str
+    total: int
+
+
+@pytest.fixture
+def order_runtime(registry, make_runtime):
+    @registry.register_workflow("order", input_model=Order, output_model=Receipt)
+    def order(ctx, input: Order):
+        assert isinstance(input, Order)
+        yield ctx.schedule_timer(1)
+        return Receipt(item=input.item, total=input.qty * 3)
+
+    @registry.register_workflow("plain")
+    def plain(ctx, input):
+        yield ctx.schedule_timer(1)
+
+    return make_runtime().start()
+
+
+def test_models_validate_input_and_type_output(order_runtime, iid) -> None:
+    rt = order_runtime
+    instance = rt.start_workflow("order", {"item": "tea", "qty": 2}, instance_id=iid())
+    state = rt.wait_for_workflow(instance, timeout=30)
+    assert state.status is DONE
+    assert state.output == Receipt(item="tea", total=6)
+
+
+def test_bad_inputs_raise_and_persist_nothing(order_runtime, iid) -> None:
+    rt = order_runtime
+    with pytest.raises(pdn.ModelValidationError, match="qty") as info:
+        rt.start_workflow("order", {"item": "tea", "qty": "many"}, instance_id=iid())
+    assert info.value.fields == ("qty",)
+    with pytest.raises(pdn.PayloadError, match="item: Input should be a valid string"):
+        rt.start_workflow("order", {"item": object(), "qty": 1})
+    with pytest.raises(pdn.PayloadError, match=r"not JSON-serializable: \$\.when is a datetime"):
+        rt.start_workflow("plain", {"when": datetime.now()})
+    with pytest.raises(pdn.WorkflowNotFoundError, match="'ordr'.*'order'"):
+        rt.start_workflow("ordr", {"item": "tea", "qty": 1})
+    assert rt.list_workflows() == []
+
+
+def test_duplicate_instance_id_is_refused(order_runtime, iid) -> None:
+    rt = order_runtime
+    instance = rt.start_workflow("order", {"item": "tea", "qty": 1}, instance_id=iid())
+    with pytest.raises(pdn.InstanceExistsError, match="already exists"):
+        rt.start_workflow("order", {"item": "coffee", "qty": 9}, instance_id=instance)
+    state = rt.wait_for_workflow(instance, timeout=30)
+    assert state.output == Receipt(item="tea", total=3)
+    assert [s.instance_id for s in rt.list_workflows()] == [instance]
+
+
+def test_bad_signals_raise_and_persist_nothing(registry, make_runtime, iid) -> None:
+    @registry.register_workflow("waiter")
+    def waiter(ctx, _):
+        ctx.set_custom_status("waiting")
+        data = yield ctx.wait_for_event("go")
+        return data
+
+    rt = make_runtime().start()
+    instance = rt.start_workflow("waiter", None, instance_id=iid())
+    wait_for_status(rt, instance, "waiting")
+    before = rt.history(instance)
+    with pytest.raises(pdn.PayloadError, match="not JSON-serializable"):
+        rt.signal_workflow(instance, "go", {"when": datetime.now()})
+    with pytest.raises(pdn.PayloadError, match="event_name"):
+        rt.signal_workflow(instance, "", 1)
+    with pytest.raises(pdn.InstanceNotFoundError):
+        rt.signal_workflow(iid("nobody"), "go", 1)
+    assert rt.history(instance) == before
+    rt.signal_workflow(instance, "go", {"ok": 1})
+    assert rt.wait_for_workflow(instance, timeout=30).output == {"ok": 1}
+
+
+def test_unknown_instances(rt: pdn.WorkflowRuntime, iid) -> None:
+    missing = iid("missing")
+    for call in (rt.get_workflow, rt.history, rt.cancel_workflow):
+        with pytest.raises(pdn.InstanceNotFoundError, match=missing):
+            call(missing)
+    with pytest.raises(pdn.InstanceNotFoundError):
+        rt.wait_for_workflow(missing, timeout=1)
+
+
+# --- the workflow context -----------------------------------------------------------------------
+
+
+def test_errors_reach_the_workflow_typed_and_catchable(registry, rt, iid) -> None:
+    @registry.register_activity("boom")
+    def boom(ctx, x):
+        raise ValueError(f"bad input {x}")
+
+    @registry.register_workflow("catcher")
+    def catcher(ctx, _):
+        try:
+            yield ctx.schedule_activity("boom", 42)
+        except pdn.ActivityError as err:
+            return {"str": str(err), "type": err.error_type, "msg": err.error_message, "activity": err.activity}
+
+    state = rt.wait_for_workflow(rt.start_workflow("catcher", None, instance_id=iid()), timeout=30)
+    assert state.output["type"] == "ValueError"
+    assert state.output["msg"] == "bad input 42"
+    assert state.output["activity"] == "boom"
+    assert "bad input 42" in state.output["str"]
+
+
+def test_uncaught_errors_fail_the_instance_with_the_message(registry, rt, iid) -> None:
+    @registry.register_workflow("fails")
+    def fails(ctx, _):
+        yield ctx.schedule_timer(1)
+        raise RuntimeError("the build is broken")
+
+    state = rt.wait_for_workflow(rt.start_workflow("fails", None, instance_id=iid()), timeout=30)
+    assert state.status is FAILED
+    assert "RuntimeError: the build is broken" in (state.error or "")
+
+
+def test_yielding_a_plain_value_fails_clearly(registry, rt, iid) -> None:
+    @registry.register_workflow("yields-int")
+    def yields_int(ctx, _):
+        yield 42
+
+    state = rt.wait_for_workflow(rt.start_workflow("yields-int", None, instance_id=iid()), timeout=30)
+    assert state.status is FAILED
+    assert "yielded 42 (int), which is not a durable task" in (state.error or "")
+
+
+def test_non_json_activity_input_raises_inside_the_workflow(registry, rt, iid) -> None:
+    @registry.register_workflow("bad-input")
+    def bad_input(ctx, _):
+        try:
+            yield ctx.schedule_activity("x", {"s": {1, 2}}, tag="remote")
+        except pdn.PayloadError as err:
+            return str(err)
+
+    state = rt.wait_for_workflow(rt.start_workflow("bad-input", None, instance_id=iid()), timeout=30)
+    assert "the input of activity 'x' is not JSON-serializable: $.s is a set" in state.output
+
+
+def test_time_ids_timers_kv_and_status(registry, rt, iid) -> None:
+    @registry.register_workflow("prims")
+    def prims(ctx, _):
+        start = yield ctx.utc_now()
+        guid = yield ctx.new_guid()
+        yield ctx.schedule_timer(timedelta(milliseconds=20))
+        yield ctx.schedule_timer(5)
+        ctx.kv.set("progress", {"done": [1, 2]})
+        ctx.kv.set("gone", 1)
+        ctx.kv.delete("gone")
+        ctx.set_custom_status({"phase": "end"})
+        ctx.trace_info("no print() in workflows")
+        end = yield ctx.utc_now()
+        return {
+            "aware": start.tzinfo is not None,
+            "elapsed_ms": (end - start).total_seconds() * 1000,
+            "start": start.isoformat(),
+            "guid": guid,
+            "kv": ctx.kv.get("progress"),
+            "has_gone": "gone" in ctx.kv,
+            "keys": ctx.kv.keys(),
+            "id": ctx.instance_id,
+        }
+
+    instance = rt.start_workflow("prims", None, instance_id=iid())
+    state = rt.wait_for_workflow(instance, timeout=30)
+    out = state.output
+    assert out["aware"] is True
+    assert out["elapsed_ms"] >= 20
+    assert abs(datetime.fromisoformat(out["start"]) - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert len(out["guid"]) == 36
+    assert out["kv"] == {"done": [1, 2]} and out["has_gone"] is False and out["keys"] == ["progress"]
+    assert out["id"] == instance
+    assert state.custom_status == '{"phase": "end"}'
+    assert rt.get_kv(instance) == {"progress": {"done": [1, 2]}}
+
+
+def test_all_returns_values_raises_or_gives_outcomes(registry, rt, iid) -> None:
+    registry.register_activity("double", lambda ctx, x: x * 2)
+
+    @registry.register_activity("fail")
+    def fail(ctx, x):
+        raise KeyError(x)
+
+    @registry.register_workflow("fan")
+    def fan(ctx, n):
+        values = yield ctx.all([ctx.schedule_activity("double", i) for i in range(n)] + [ctx.schedule_timer(1)])
+        outcomes = yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("fail", "k")], return_outcomes=True)
+        try:
+            yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("fail", "j")])
+            raised = None
+        except pdn.ActivityError as err:
+            raised = err.error_type
+        try:
+            ctx.all([ctx.utc_now()])
+        except pdn.PayloadError as err:
+            refused = str(err)
+        return {"values": values, "outcomes": [o.model_dump() for o in outcomes], "raised": raised, "refused": refused}
+
+    out = rt.wait_for_workflow(rt.start_workflow("fan", 5, instance_id=iid()), timeout=30).output
+    assert out["values"] == [0, 2, 4, 6, 8, None]
+    assert out["outcomes"][0] == {"ok": True, "value": 2, "error": None}
+    assert out["outcomes"][1]["ok"] is False and "KeyError" in out["outcomes"][1]["error"]
+    assert out["raised"] == "KeyError"
+    assert "cannot run utc_now tasks" in out["refused"]
+
+
+def test_race_reports_the_winner(registry, rt, iid) -> None:
+    @registry.register_workflow("racer")
+    def racer(ctx, _):
+        ctx.set_custom_status("racing")
+        first = yield ctx.race(ctx.wait_for_event("approve"), ctx.schedule_timer(timedelta(seconds=30)))
+        second = yield ctx.race(ctx.wait_for_event("never"), ctx.schedule_timer(10))
+        return [first.model_dump(), second.model_dump()]
+
+    instance = rt.start_workflow("racer", None, instance_id=iid())
+    wait_for_status(rt, instance, "racing")
+    rt.signal_workflow(instance, "approve", "yes")
+    out = rt.wait_for_workflow(instance, timeout=30).output
+    assert out == [{"index": 0, "value": "yes"}, {"index": 1, "value": None}]
+
+
+def test_retry_policy_retries_until_success(registry, rt, iid) -> None:
+    attempts: list[int] = []
+
+    @registry.register_activity("flaky")
+    def flaky(ctx, x):
+        attempts.append(x)
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    @registry.register_workflow("retrying")
+    def retrying(ctx, _):
+        ok = yield ctx.schedule_activity_with_retry("flaky", 7, attempts=3, timeout=timedelta(seconds=5))
+        try:
+            yield ctx.schedule_activity_with_retry("flaky-never", 1, pdn.RetryPolicy(attempts=1))
+        except pdn.RegistrationError as err:
+            return [ok, str(err)]
+
+    state = rt.wait_for_workflow(rt.start_workflow("retrying", None, instance_id=iid()), timeout=30)
+    assert state.output[0] == "ok"
+    assert "Activity 'flaky-never' is not registered" in state.output[1]
+    assert attempts == [7, 7, 7]
+
+
+def test_sub_workflows_and_continue_as_new(registry, rt, iid) -> None:
+    @registry.register_workflow("child")
+    def child(ctx, n):
+        yield ctx.schedule_timer(1)
+        return n * 10
+
+    @registry.register_workflow("looper")
+    def looper(ctx, state):
+        value = yield ctx.schedule_sub_orchestration("child", state["n"])
+        total = state["total"] + value
+        if state["n"] < 3:
+            yield ctx.continue_as_new({"n": state["n"] + 1, "total": total})
+        return {"total": total, "execution": ctx.execution_id}
+
+    instance = rt.start_workflow("looper", {"n": 1, "total": 0}, instance_id=iid())
+    state = rt.wait_for_workflow(instance, timeout=30)
+    assert state.output == {"total": 60, "execution": 3}
+    assert state.execution_id == 3
+    assert rt.executions(instance) == [1, 2, 3]
+    assert rt.history(instance, execution_id=1)[-1].kind == "OrchestrationContinuedAsNew"
+    children = rt.list_workflows(name="child")
+    assert len(children) == 3 and {c.parent_instance_id for c in children} == {instance}
+
+
+def test_cancel_ends_an_instance(registry, rt, iid) -> None:
+    @registry.register_workflow("forever")
+    def forever(ctx, _):
+        ctx.set_custom_status("waiting")
+        yield ctx.wait_for_event("never")
+
+    instance = rt.start_workflow("forever", None, instance_id=iid())
+    wait_for_status(rt, instance, "waiting")
+    rt.cancel_workflow(instance, "no longer needed")
+    state = rt.wait_for_workflow(instance, timeout=30)
+    assert state.status is FAILED and "no longer needed" in (state.error or "")
+
+
+def test_wait_times_out_without_stopping_the_instance(registry, rt, iid) -> None:
+    @registry.register_workflow("slow")
+    def slow(ctx, _):
+        yield ctx.wait_for_event("go")
+        return "done"
+
+    instance = rt.start_workflow("slow", None, instance_id=iid())
+    with pytest.raises(pdn.WorkflowTimeoutError, match="still running"):
+        rt.wait_for_workflow(instance, timeout=0.3)
+    assert rt.get_workflow(instance).status in (pdn.WorkflowStatus.RUNNING, pdn.WorkflowStatus.PENDING)
+
+
+def test_list_filters_by_name_and_status(registry, rt, iid) -> None:
+    @registry.register_workflow("quick")
+    def quick(ctx, x):
+        yield ctx.schedule_timer(1)
+        return x
+
+    @registry.register_workflow("stuck")
+    def stuck(ctx, x):
+        ctx.set_custom_status("stuck")
+        yield ctx.wait_for_event("never")
+
+    done = rt.start_workflow("quick", 1, instance_id=iid())
+    waiting = rt.start_workflow("stuck", 2, instance_id=iid())
+    rt.wait_for_workflow(done, timeout=30)
+    wait_for_status(rt, waiting, "stuck")
+    assert [s.instance_id for s in rt.list_workflows(name="quick")] == [done]
+    assert [s.instance_id for s in rt.list_workflows(status="Running")] == [waiting]
+    assert [s.instance_id for s in rt.list_workflows(name="stuck", status=DONE)] == []
+    with pytest.raises(pdn.PayloadError, match="Use one of"):
+        rt.list_workflows(status="Finished")
+
+
+def test_async_activities_run(registry, rt, iid) -> None:
+    import asyncio
+
+    @registry.register_activity("sleepy")
+    async def sleepy(ctx, x):
+        await asyncio.sleep(0.01)
+        return {"x": x, "name": ctx.activity_name, "instance": ctx.instance_id}
+
+    @registry.register_workflow("uses-async")
+    def uses_async(ctx, x):
+        return (yield ctx.schedule_activity("sleepy", x))
+
+    instance = rt.start_workflow("uses-async", 3, instance_id=iid())
+    assert rt.wait_for_workflow(instance, timeout=30).output == {"x": 3, "name": "sleepy", "instance": instance}
+
+
+# --- ctx.pi ------------------------------------------------------------------------------------------
+
+
+def test_pi_calls_use_pi_shapes_and_strip_timestamps(registry, make_runtime, iid) -> None:
+    @registry.register_workflow("agent")
+    def agent(ctx, _):
+        reply = yield ctx.pi.llm([{"role": "user", "content": "hi", "timestamp": 123}], model="m", timestamp=9)
+        skill = yield ctx.pi.skill("review", {"diff": "x", "meta": {"timestamp": 1}})
+        answer = yield ctx.pi.prompt("summarize", thinking="low")
+        sent = yield ctx.pi.send_message("done")
+        return [reply, skill, answer, sent]
+
+    host = pdn.InMemoryAgentHost(replies=["hello", "looks good", "summary"], skills={"review": "You review code."})
+    rt = make_runtime(host=host).start()
+    instance = rt.start_workflow("agent", None, instance_id=iid())
+    out = rt.wait_for_workflow(instance, timeout=30).output
+    assert out[0] == {"role": "assistant", "content": "hello"}
+    assert out[1] == {"role": "assistant", "content": "looks good"}
+    assert out[2] == {"role": "assistant", "content": "summary"}
+    assert out[3] == {"sent": True}
+    inputs = {e.name: e.input for e in rt.history(instance) if e.kind == "ActivityScheduled"}
+    assert inputs["__pi_llm"] == {"messages": [{"role": "user", "content": "hi"}], "options": {"model": "m"}}
+    assert inputs["__pi_skill"] == {"name": "review", "input": {"diff": "x", "meta": {}}}
+    assert inputs["__pi_prompt"] == {"prompt": "summarize", "options": {"thinking": "low"}}
+    assert inputs["__pi_sendMessage"] == {"content": "done"}
+    assert [c.method for c in host.calls] == ["llm", "skill", "prompt", "send_message"]
+
+
+def test_pi_without_host_fails_naming_the_activity(registry, rt, iid) -> None:
+    @registry.register_workflow("needs-host")
+    def needs_host(ctx, _):
+        try:
+            yield ctx.pi.tool("bash", {"command": "ls"})
+        except pdn.ActivityError as err:
+            return str(err)
+
+    out = rt.wait_for_workflow(rt.start_workflow("needs-host", None, instance_id=iid()), timeout=30).output
+    assert "'__pi_tool' needs an agent host" in out and "bind_host" in out
+
+
+def test_bind_host_takes_effect_at_once(registry, rt, iid) -> None:
+    @registry.register_workflow("tooling")
+    def tooling(ctx, _):
+        return (yield ctx.pi.tool("echo", {"x": 1}))
+
+    rt.bind_host(pdn.InMemoryAgentHost(tools={"echo": lambda args: args}))
+    assert rt.wait_for_workflow(rt.start_workflow("tooling", None, instance_id=iid()), timeout=30).output == {"x": 1}
+
+
+# --- re-registration, late registration, adaptive polling ----------------------------------------------
+
+
+def test_late_registrations_take_effect(registry, rt, iid) -> None:
+    registry.register_activity("late-act", lambda ctx, x: x + 1)
+
+    @registry.register_workflow("late-wf")
+    def late_wf(ctx, x):
+        return (yield ctx.schedule_activity("late-act", x))
+
+    assert rt.wait_for_workflow(rt.start_workflow("late-wf", 1, instance_id=iid()), timeout=30).output == 2
+
+
+def _cell(source: str):
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<cell>", "exec"), namespace)
+    return namespace["review"]
+
+
+def test_editing_a_workflow_mid_flight_keeps_old_instances_on_old_code(registry, rt, iid) -> None:
+    registry.register_activity("draft", lambda ctx, x: f"draft:{x}")
+    registry.register_activity("polish", lambda ctx, x: f"polish:{x}")
+    v1 = _cell(
+        "def review(ctx, x):\n"
+        "    a = yield ctx.schedule_activity('draft', x)\n"
+        "    ctx.set_custom_status('waiting')\n"
+        "    yield ctx.wait_for_event('go')\n"
+        "    return ['v1', a]\n"
+    )
+    v2 = _cell(
+        "def review(ctx, x):\n"
+        "    a = yield ctx.schedule_activity('polish', x)\n"
+        "    ctx.set_custom_status('waiting')\n"
+        "    yield ctx.wait_for_event('go')\n"
+        "    return ['v2', a]\n"
+    )
+    registry.register_workflow("review", v1)
+    old = rt.start_workflow("review", "a", instance_id=iid("old"))
+    wait_for_status(rt, old, "waiting")
+
+    registry.register_workflow("review", v2)  # the cell is edited and re-run
+    new = rt.start_workflow("review", "b", instance_id=iid("new"))
+    wait_for_status(rt, new, "waiting")
+    for instance in (old, new):
+        rt.signal_workflow(instance, "go", None)
+
+    old_state, new_state = rt.wait_for_workflow(old, timeout=30), rt.wait_for_workflow(new, timeout=30)
+    assert old_state.status is DONE and old_state.output == ["v1", "draft:a"]
+    assert new_state.status is DONE and new_state.output == ["v2", "polish:b"]
+    versions = [d.version for d in registry.versions("review")]
+    assert [old_state.version, new_state.version] == versions
+
+
+def test_engine_idles_and_wakes(registry, make_runtime, iid) -> None:
+    @registry.register_workflow("tick")
+    def tick(ctx, _):
+        yield ctx.schedule_timer(1)
+        return "tock"
+
+    polling = pdn.PollingConfig(idle_after=timedelta(milliseconds=200))
+    rt = make_runtime(polling=polling).start()
+    wait_until(lambda: rt.engine_mode == "idle", timeout=10)
+    instance = rt.start_workflow("tick", None, instance_id=iid())
+    assert rt.wait_for_workflow(instance, timeout=30).output == "tock"
+    wait_until(lambda: rt.engine_mode == "idle", timeout=10)
+
+
+def test_fixed_polling_never_idles(make_runtime) -> None:
+    polling = pdn.PollingConfig.fixed(timedelta(milliseconds=20))
+    assert not polling.adaptive
+    rt = make_runtime(polling=polling).start()
+    assert rt.engine_mode == "active"
+    with pytest.raises(ValueError, match="at least 1 ms"):
+        pdn.PollingConfig(active_interval=timedelta(0))
+
+
+def test_two_runtimes_share_a_store(registry, make_runtime, iid, db_path) -> None:
+    @registry.register_workflow("shared")
+    def shared(ctx, x):
+        yield ctx.schedule_timer(1)
+        return x
+
+    first = make_runtime().start()
+    second = make_runtime(db=db_path)
+    instance = first.start_workflow("shared", 5, instance_id=iid())
+    assert second.wait_for_workflow(instance, timeout=30).output == 5
+    assert os.path.exists(str(db_path))
