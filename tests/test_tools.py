@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import pi_duroxide_nb as pdn
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def tools_rt(registry, make_runtime):
+    @registry.register_workflow("approve", description="Wait for approval")
+    def approve(ctx, input):
+        ctx.set_custom_status("awaiting-approval")
+        decision = yield ctx.wait_for_event("decision")
+        return {"service": input["service"], "decision": decision}
+
+    @registry.register_workflow("echo")
+    def echo(ctx, input):
+        yield ctx.schedule_timer(1)
+        return input
+
+    rt = make_runtime().start()
+    return rt, {t.name: t for t in pdn.workflow_tools(rt)}
+
+
+def payload(result: pdn.ToolResult):
+    assert result.content[0].type == "text"
+    return json.loads(result.content[0].text)
+
+
+def test_five_tools_with_schemas(tools_rt) -> None:
+    _, tools = tools_rt
+    assert sorted(tools) == ["get-workflow", "list-workflows", "signal-workflow", "start-workflow", "wait-for-workflow"]
+    start = tools["start-workflow"].parameters
+    assert start["required"] == ["name", "input"] and "id" in start["properties"]
+    assert "approve" in tools["start-workflow"].description
+    wait = tools["wait-for-workflow"].parameters
+    assert wait["properties"]["timeoutMs"]["default"] == 60000
+    status = tools["list-workflows"].parameters["properties"]["status"]
+    assert "Terminated" in json.dumps(status)
+
+
+def test_signal_wakes_wait_for_event_and_wait_returns_state(tools_rt, iid) -> None:
+    rt, tools = tools_rt
+    started = tools["start-workflow"].execute({"name": "approve", "input": {"service": "api"}, "id": iid()})
+    assert not started.is_error
+    instance = payload(started)["instanceId"]
+    wait_until(lambda: payload(tools["get-workflow"].execute({"instanceId": instance}))["customStatus"] == "awaiting-approval")
+    signalled = tools["signal-workflow"].execute({"instanceId": instance, "eventName": "decision", "data": {"action": "approve"}})
+    assert payload(signalled) == {"signalled": True}
+    done = payload(tools["wait-for-workflow"].execute({"instanceId": instance, "timeoutMs": 30000}))
+    assert done["status"] == "Completed"
+    assert done["output"] == {"service": "api", "decision": {"action": "approve"}}
+    shape = tools["get-workflow"].execute({"instanceId": instance}).to_pi()
+    assert set(shape) == {"content", "details", "isError"} and shape["content"][0]["type"] == "text"
+    assert shape["details"]["customStatus"] == "awaiting-approval"
+
+
+def test_list_honours_filters_and_returns_states(tools_rt, iid) -> None:
+    rt, tools = tools_rt
+    a = rt.start_workflow("echo", 1, instance_id=iid())
+    b = rt.start_workflow("approve", {"service": "x"}, instance_id=iid())
+    rt.wait_for_workflow(a, timeout=30)
+    wait_until(lambda: rt.get_workflow(b).status is pdn.WorkflowStatus.RUNNING)
+    listed = payload(tools["list-workflows"].execute({"name": "echo"}))
+    assert [s["instanceId"] for s in listed] == [a] and listed[0]["output"] == 1
+    running = payload(tools["list-workflows"].execute({"status": "Running"}))
+    assert [s["instanceId"] for s in running] == [b] and running[0]["name"] == "approve"
+    assert len(payload(tools["list-workflows"].execute({}))) == 2
+
+
+def test_unknown_ids_and_bad_arguments_are_tool_errors(tools_rt, iid) -> None:
+    _, tools = tools_rt
+    missing = iid("missing")
+    assert payload(tools["get-workflow"].execute({"instanceId": missing})) == {"instanceId": missing, "status": "not_found"}
+    bad = tools["start-workflow"].execute({"name": "nope", "input": {}})
+    assert bad.is_error and "'nope' is not registered" in bad.content[0].text and "'approve'" in bad.content[0].text
+    for tool, args in [
+        ("start-workflow", {"input": {}}),
+        ("signal-workflow", {"instanceId": 3}),
+        ("list-workflows", {"status": "Finished"}),
+        ("wait-for-workflow", {"instanceId": "x", "timeoutMs": -1}),
+        ("get-workflow", "not json"),
+    ]:
+        result = tools[tool].execute(args)
+        assert result.is_error, (tool, args)
+        assert "Invalid arguments" in result.content[0].text
+    signal = tools["signal-workflow"].execute({"instanceId": missing, "eventName": "e", "data": 1})
+    assert signal.is_error and missing in signal.content[0].text
+
+
+def test_wait_reports_timeout_with_current_state(tools_rt, iid) -> None:
+    rt, tools = tools_rt
+    instance = rt.start_workflow("approve", {"service": "api"}, instance_id=iid())
+    result = payload(tools["wait-for-workflow"].execute({"instanceId": instance, "timeoutMs": 200}))
+    assert result["timedOut"] is True and result["status"] in ("Running", "Pending")
