@@ -168,6 +168,17 @@ def _plain_activity(fn: Callable[[Any], Any]) -> Callable[..., Any]:
     return activity
 
 
+def _quiet_engine_logs(level: str) -> None:
+    """Make ``log_level`` govern all of duroxide's logging, not just workflow traces.
+
+    duroxide's log filter is ``warn`` for everything but workflow and activity traces, so
+    routine, retried "database is locked" warnings would print into notebook cells (the
+    engine writes straight to the process's stdout). Its filter yields to ``RUST_LOG``,
+    which we set once, before the first runtime, unless the user set it.
+    """
+    os.environ.setdefault("RUST_LOG", f"{level},duroxide::orchestration={level},duroxide::activity={level}")
+
+
 class WorkflowEngine:
     """Runs duroxide for one store, keeping its runtime in step with the registry."""
 
@@ -266,13 +277,16 @@ class WorkflowEngine:
         )
 
     def _build(self, mode: _Mode) -> tuple[Any, int]:
+        _quiet_engine_logs(self._config.log_level)
         generation = self._registry.generation
         runtime = duroxide.Runtime(self._provider, self._options(mode))
         for name, fn in self._builtins.items():
             runtime.register_activity(name, _plain_activity(fn))
         for activity in self._registry.activities():
             runtime.register_activity(activity.name, _activity(activity))
-        for definition in self._registry.all_workflow_versions():
+        # duroxide panics unless each name's versions are registered in ascending semver
+        # order; code versions share one prefix and length, so string order is semver order.
+        for definition in sorted(self._registry.all_workflow_versions(), key=lambda d: (d.name, d.version)):
             runtime.register_orchestration_versioned(
                 definition.name, definition.version, _orchestration(definition, self._registry)
             )

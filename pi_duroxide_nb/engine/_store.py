@@ -220,10 +220,12 @@ class SqliteStoreReader:
             where.append("COALESCE(e.status, 'Pending') = ?")
             args.append(status)
         sql = _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC"
-        rows = await self.aquery(sql, args)
+        # Queued starts first: the engine moves a start from the queue to the instance
+        # tables atomically, so reading in this order cannot miss an instance in between.
         pending: list[WorkflowState] = []
         if status in (None, WorkflowStatus.PENDING.value):
             pending = await self._pending(instance_id, name)
+        rows = await self.aquery(sql, args)
         known = {row[0] for row in rows}
         return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
 

@@ -1,0 +1,486 @@
+"""Overhead of pi_duroxide_nb's ``WorkflowRuntime`` against raw duroxide, in one run.
+
+Run it from the repository root (the package must be importable, e.g. the project venv):
+
+    python bench/bench_overhead.py            # full run (a few minutes on 2 cores)
+    python bench/bench_overhead.py --quick    # short run (~30 s): smaller sizes, 1 repetition
+
+What it measures (every run on a fresh temporary SQLite database):
+
+1. Fan-out: start 200 workflows of one activity each, then wait for all of them (wall time
+   from the first start to the last wait returning; both runtimes are started beforehand).
+2. Sequential: one workflow of 200 sequential activities (wall time of start + wait).
+
+   For 1 and 2 raw duroxide runs with the same engine settings as our *active* mode
+   (dispatcher_poll_interval_ms=2, orchestration_concurrency=2, worker_concurrency=4,
+   worker/orchestrator lock timeout 2000 ms, log_level="error"). Raw and ours alternate,
+   ``--reps`` times each (5 by default); the median is reported with the ratio ours/raw
+   (target: <= 1.10). Our path is measured as a user calls it: ``start_workflow`` includes
+   its existence check through the store-reader subprocess, ``wait_for_workflow`` includes
+   its existence check and the final state read.
+
+3. Adaptive polling: (a) ms per step of a 20-activity sequential workflow and (b) process
+   CPU use (``resource.getrusage``, user+system, as % of one core) over ~5 s of a started
+   runtime with no work (each runtime first runs a 5-step workflow, then sits 1 s, so the
+   window starts after the work, as in a notebook). Ours uses the default ``PollingConfig``
+   (2 ms active, 50 ms idle after 1 s without work); its idle CPU is measured once
+   ``rt.engine_mode == "idle"``,
+   and its latency both on a freshly started (active) runtime and on one that had gone idle
+   (the start wakes it). Raw duroxide is shown at poll 2 ms and poll 50 ms, plus a control
+   row with no runtime at all.
+
+4. SQLite WAL: one workflow of 1000 sequential activities (``--wal-steps``; replay from
+   scratch makes this take tens of seconds), then the size of ``<db>-wal`` and ``<db>`` when it
+   completes (runtime still running) and after shutdown, for raw duroxide and for ours (which
+   checkpoints the WAL once it passes 4 MB).
+
+duroxide prints its own log lines (e.g. WARN "database is locked ... backing off 200ms", even
+at log_level "error") on file descriptor 1. The script moves fd 1 to a temporary file while it
+measures, prints its tables on the original stdout, and shows how many WARN lines each phase
+caused (column "warn"): every such line is a 200-800 ms retry back-off inside the engine and
+explains most of the run-to-run noise. ``--engine-log FILE`` keeps that log.
+
+Only ``os.path.getsize`` touches the database files: an in-process ``sqlite3`` connection
+would break the locking of the SQLite that duroxide links statically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import duroxide as dx
+
+import pi_duroxide_nb as pdn
+
+class EngineLog:
+    """Redirects fd 1 (where duroxide's native logger writes) to a file; counts WARN lines."""
+
+    def __init__(self, path: str | None) -> None:
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        self.out = os.fdopen(os.dup(self._saved), "w", buffering=1)
+        self._keep = path is not None
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix="pdn-bench-engine-", suffix=".log")
+            os.close(fd)
+        self.path = path
+        self._file = open(path, "wb")
+        os.dup2(self._file.fileno(), 1)
+        self._seen = 0
+
+    def warnings(self) -> int:
+        """WARN lines written since the previous call."""
+        with open(self.path, "rb") as f:
+            total = sum(1 for line in f if b"WARN" in line)
+        new, self._seen = total - self._seen, total
+        return new
+
+    def close(self) -> None:
+        sys.stdout.flush()
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+        self._file.close()
+        if not self._keep:
+            os.unlink(self.path)
+
+
+LOCK_MS = 2000
+ACTIVE_POLL_MS = 2
+IDLE_POLL_MS = 50
+
+
+# --- workflows -------------------------------------------------------------------------------
+
+
+def _identity_activity(_ctx: Any, x: Any) -> Any:
+    return x
+
+
+def raw_seq(ctx: Any, n: int) -> Any:
+    for i in range(n):
+        yield ctx.schedule_activity("a", i)
+    return n
+
+
+def raw_one(ctx: Any, x: Any) -> Any:
+    result = yield ctx.schedule_activity("a", x)
+    return result
+
+
+def ours_seq(ctx: Any, n: int) -> Any:
+    for i in range(n):
+        yield ctx.schedule_activity("a", i)
+    return n
+
+
+def ours_one(ctx: Any, x: Any) -> Any:
+    result = yield ctx.schedule_activity("a", x)
+    return result
+
+
+REGISTRY = pdn.WorkflowRegistry()
+REGISTRY.register_activity("a", _identity_activity)
+REGISTRY.register_workflow("seq", ours_seq)
+REGISTRY.register_workflow("one", ours_one)
+
+
+# --- environments ------------------------------------------------------------------------------
+
+
+@contextmanager
+def temp_db() -> Iterator[str]:
+    folder = tempfile.mkdtemp(prefix="pdn-bench-")
+    try:
+        yield os.path.join(folder, "bench.db")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def raw_options(poll_ms: int) -> Any:
+    return dx.RuntimeOptions(
+        dispatcher_poll_interval_ms=poll_ms,
+        orchestration_concurrency=2,
+        worker_concurrency=4,
+        worker_lock_timeout_ms=LOCK_MS,
+        orchestrator_lock_timeout_ms=LOCK_MS,
+        log_level="error",
+    )
+
+
+class RawEnv:
+    """A started raw duroxide runtime and client on ``path``."""
+
+    def __init__(self, path: str, poll_ms: int = ACTIVE_POLL_MS) -> None:
+        self.path = path
+        self.provider = dx.SqliteProvider.open(path)
+        self.rt = dx.Runtime(self.provider, raw_options(poll_ms))
+        self.rt.register_activity("a", _identity_activity)
+        # Distinct names: duroxide keeps orchestration functions in one process-global table.
+        self.rt.register_orchestration("raw_seq", raw_seq)
+        self.rt.register_orchestration("raw_one", raw_one)
+        self.rt.start()
+        self.client = dx.Client(self.provider)
+
+    def shutdown(self) -> None:
+        self.rt.shutdown(1000)
+
+
+@contextmanager
+def raw_env(poll_ms: int = ACTIVE_POLL_MS) -> Iterator[RawEnv]:
+    with temp_db() as path:
+        env = RawEnv(path, poll_ms)
+        try:
+            yield env
+        finally:
+            env.shutdown()
+
+
+@contextmanager
+def ours_env(polling: pdn.PollingConfig | None = None) -> Iterator[pdn.WorkflowRuntime]:
+    with temp_db() as path:
+        rt = pdn.WorkflowRuntime(db=path, registry=REGISTRY, polling=polling)
+        rt.start()
+        try:
+            yield rt
+        finally:
+            rt.shutdown()
+
+
+def _check_raw(result: Any, expected: Any) -> None:
+    if result.status != "Completed" or result.output != expected:
+        raise SystemExit(f"raw duroxide run failed: {result.status} {result.output!r} {result.error!r}")
+
+
+def _check_ours(state: Any, expected: Any) -> None:
+    if state.status is not pdn.WorkflowStatus.COMPLETED or state.output != expected:
+        raise SystemExit(f"pi_duroxide_nb run failed: {state.status} {state.output!r} {state.error!r}")
+
+
+# --- 1 and 2: throughput -------------------------------------------------------------------------
+
+
+def fan_raw(n: int) -> float:
+    with raw_env() as env:
+        c = env.client
+        t0 = time.perf_counter()
+        ids = [f"w{i}" for i in range(n)]
+        for i, iid in enumerate(ids):
+            c.start_orchestration(iid, "raw_one", i)
+        for i, iid in enumerate(ids):
+            _check_raw(c.wait_for_orchestration(iid, 120_000), i)
+        return time.perf_counter() - t0
+
+
+def fan_ours(n: int) -> float:
+    with ours_env() as rt:
+        t0 = time.perf_counter()
+        ids = [rt.start_workflow("one", i) for i in range(n)]
+        for i, iid in enumerate(ids):
+            _check_ours(rt.wait_for_workflow(iid, timeout=120), i)
+        return time.perf_counter() - t0
+
+
+def seq_raw_in(env: RawEnv, n: int, iid: str = "seq") -> float:
+    t0 = time.perf_counter()
+    env.client.start_orchestration(iid, "raw_seq", n)
+    _check_raw(env.client.wait_for_orchestration(iid, 600_000), n)
+    return time.perf_counter() - t0
+
+
+def seq_ours_in(rt: pdn.WorkflowRuntime, n: int) -> float:
+    t0 = time.perf_counter()
+    iid = rt.start_workflow("seq", n)
+    _check_ours(rt.wait_for_workflow(iid, timeout=600), n)
+    return time.perf_counter() - t0
+
+
+def seq_raw(n: int, poll_ms: int = ACTIVE_POLL_MS) -> float:
+    with raw_env(poll_ms) as env:
+        return seq_raw_in(env, n)
+
+
+def seq_ours(n: int) -> float:
+    with ours_env() as rt:
+        return seq_ours_in(rt, n)
+
+
+def seq_ours_from_idle(n: int) -> float:
+    with ours_env() as rt:
+        seq_ours_in(rt, 5)
+        _wait_idle(rt)
+        return seq_ours_in(rt, n)
+
+
+def alternate(raw: Callable[[], float], ours: Callable[[], float], reps: int) -> tuple[list[float], list[float]]:
+    raw_times, ours_times = [], []
+    for _ in range(reps):
+        raw_times.append(raw())
+        ours_times.append(ours())
+    return raw_times, ours_times
+
+
+# --- 3: idle CPU -------------------------------------------------------------------------------
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_cpu(seconds: float) -> float:
+    """Process CPU (all threads) over ``seconds`` of sleeping, as % of one core."""
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    c1, t1 = _cpu_seconds(), time.perf_counter()
+    return 100.0 * (c1 - c0) / (t1 - t0)
+
+
+def _wait_idle(rt: pdn.WorkflowRuntime, limit: float = 30.0) -> float:
+    t0 = time.perf_counter()
+    while rt.engine_mode != "idle":
+        if time.perf_counter() - t0 > limit:
+            raise SystemExit(f"runtime did not go idle within {limit} s (mode {rt.engine_mode})")
+        time.sleep(0.05)
+    waited = time.perf_counter() - t0
+    time.sleep(0.5)  # let the replaced active runtime finish draining
+    return waited
+
+
+def idle_cpu_raw(poll_ms: int, seconds: float) -> float:
+    with raw_env(poll_ms) as env:
+        seq_raw_in(env, 5)
+        time.sleep(1.5)  # the same quiet time ours needs before it turns idle
+        return measure_cpu(seconds)
+
+
+def idle_cpu_ours(seconds: float) -> tuple[float, float]:
+    with ours_env() as rt:
+        seq_ours_in(rt, 5)
+        waited = _wait_idle(rt)
+        cpu = measure_cpu(seconds)
+        if rt.engine_mode != "idle":
+            raise SystemExit(f"runtime left idle mode during the measurement ({rt.engine_mode})")
+        return cpu, waited
+
+
+# --- 4: WAL size -------------------------------------------------------------------------------
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def wal_raw(n: int) -> dict[str, Any]:
+    with temp_db() as path:
+        env = RawEnv(path)
+        try:
+            elapsed = seq_raw_in(env, n)
+            at_end = (_size(path + "-wal"), _size(path))
+        finally:
+            env.shutdown()
+        after = (_size(path + "-wal"), _size(path))
+        del env
+        return {"elapsed": elapsed, "end": at_end, "after": after}
+
+
+def wal_ours(n: int) -> dict[str, Any]:
+    with temp_db() as path:
+        rt = pdn.WorkflowRuntime(db=path, registry=REGISTRY)
+        rt.start()
+        try:
+            elapsed = seq_ours_in(rt, n)
+            at_end = (_size(path + "-wal"), _size(path))
+        finally:
+            rt.shutdown()
+        after = (_size(path + "-wal"), _size(path))
+        return {"elapsed": elapsed, "end": at_end, "after": after}
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def _mb(n: int | None) -> str:
+    return "absent" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _fmt_times(times: list[float]) -> str:
+    return " ".join(f"{t:.3f}" for t in times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run: smaller sizes, 1 repetition")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, quick 1)")
+    parser.add_argument("--fan", type=int, default=None, help="workflows in the fan-out test (default 200)")
+    parser.add_argument("--seq", type=int, default=None, help="activities in the sequential test (default 200)")
+    parser.add_argument("--wal-steps", type=int, default=None, help="activities in the WAL test (default 1000)")
+    parser.add_argument("--idle-seconds", type=float, default=None, help="idle CPU window (default 5)")
+    parser.add_argument("--engine-log", default=None, help="keep duroxide's own log output in this file")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    reps = args.reps or (1 if quick else 5)
+    fan_n = args.fan or (50 if quick else 200)
+    seq_n = args.seq or (50 if quick else 200)
+    wal_n = args.wal_steps or (200 if quick else 1000)
+    idle_s = args.idle_seconds or (2.0 if quick else 5.0)
+    lat_n = 20
+
+    log = EngineLog(args.engine_log)
+    try:
+        return _run(log, quick, reps, fan_n, seq_n, wal_n, idle_s, lat_n)
+    finally:
+        log.close()
+
+
+def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: int, idle_s: float, lat_n: int) -> int:
+    def out(text: str = "") -> None:
+        log.out.write(text + "\n")
+        log.out.flush()
+
+    try:
+        from importlib.metadata import version
+
+        dx_version = version("duroxide")
+    except Exception:
+        dx_version = "?"
+    t_start = time.perf_counter()
+    out(
+        f"pi_duroxide_nb overhead vs raw duroxide {dx_version} | python {sys.version.split()[0]} | "
+        f"{os.cpu_count()} CPUs | reps={reps}" + (" | QUICK" if quick else "")
+    )
+    out(
+        f"raw settings = our active mode: poll {ACTIVE_POLL_MS} ms, orchestration_concurrency 2, "
+        f"worker_concurrency 4, lock timeouts {LOCK_MS} ms, log_level error"
+    )
+    out()
+
+    # warm-up (imports, first native runtime, reader-subprocess code paths) — not reported
+    seq_raw(5)
+    seq_ours(5)
+    log.warnings()
+
+    # 1, 2
+    out("1-2. Throughput: wall time in s, median of alternating runs (raw, ours, raw, ours, ...)")
+    out(f"  {'test':<30} {'raw':>7} {'ours':>7} {'ours/raw':>9} {'<=1.10':>6}  {'warn raw|ours':>13}   runs raw | runs ours")
+    for label, raw_fn, ours_fn in (
+        (f"{fan_n} workflows x 1 activity", lambda: fan_raw(fan_n), lambda: fan_ours(fan_n)),
+        (f"1 workflow x {seq_n} activities", lambda: seq_raw(seq_n), lambda: seq_ours(seq_n)),
+    ):
+        raw_t, ours_t, raw_w, ours_w = [], [], 0, 0
+        for _ in range(reps):
+            raw_t.append(raw_fn())
+            raw_w += log.warnings()
+            ours_t.append(ours_fn())
+            ours_w += log.warnings()
+        r, o = statistics.median(raw_t), statistics.median(ours_t)
+        ok = "yes" if o / r <= 1.10 else "NO"
+        out(
+            f"  {label:<30} {r:7.3f} {o:7.3f} {o / r:8.3f}x {ok:>6}  {f'{raw_w}|{ours_w}':>13}   "
+            f"{_fmt_times(raw_t)} | {_fmt_times(ours_t)}"
+        )
+    out()
+
+    # 3
+    lat: list[tuple[str, list[float]]] = [
+        (f"raw, poll {ACTIVE_POLL_MS} ms", [seq_raw(lat_n, ACTIVE_POLL_MS) for _ in range(reps)]),
+        (f"raw, poll {IDLE_POLL_MS} ms", [seq_raw(lat_n, IDLE_POLL_MS) for _ in range(reps)]),
+        ("ours, adaptive, active", [seq_ours(lat_n) for _ in range(reps)]),
+        ("ours, adaptive, from idle", [seq_ours_from_idle(lat_n) for _ in range(reps)]),
+    ]
+    log.warnings()
+    cpu: dict[str, str] = {}
+    cpu[f"raw, poll {ACTIVE_POLL_MS} ms"] = f"{idle_cpu_raw(ACTIVE_POLL_MS, idle_s):6.1f} %"
+    cpu[f"raw, poll {IDLE_POLL_MS} ms"] = f"{idle_cpu_raw(IDLE_POLL_MS, idle_s):6.1f} %"
+    ours_cpu, waited = idle_cpu_ours(idle_s)
+    cpu["ours, adaptive, active"] = "(2 ms)"
+    cpu["ours, adaptive, from idle"] = f"{ours_cpu:6.1f} %"
+    time.sleep(1.0)
+    control = measure_cpu(idle_s)
+
+    out(
+        f"3. Adaptive polling: {lat_n}-activity workflow in ms/step (median of {reps}); "
+        f"idle CPU over {idle_s:g} s in % of one core"
+    )
+    out(f"  {'configuration':<27} {'ms/step':>8} {'wall s':>7} {'idle CPU':>9}")
+    for label, times in lat:
+        t = statistics.median(times)
+        out(f"  {label:<27} {1000 * t / lat_n:8.2f} {t:7.3f} {cpu[label]:>9}")
+    out(f"  {'no runtime (control)':<27} {'':>8} {'':>7} {control:6.1f} %")
+    out(f"  ours' idle CPU is measured in idle mode (reached {waited:.2f} s after its last step); 'from idle'")
+    out("  starts the workflow on a runtime that had gone idle (the start wakes it to active).")
+    out()
+
+    # 4
+    w_raw = wal_raw(wal_n)
+    w_raw["warn"] = log.warnings()
+    w_ours = wal_ours(wal_n)
+    w_ours["warn"] = log.warnings()
+    out(f"4. SQLite WAL: 1 workflow x {wal_n} sequential activities" + (" (quick size)" if quick else ""))
+    out(f"  {'':<5} {'wall s':>7} {'-wal at end':>12} {'db at end':>11} {'-wal after shutdown':>20} {'db after':>10} {'warn':>5}")
+    for label, w in (("raw", w_raw), ("ours", w_ours)):
+        out(
+            f"  {label:<5} {w['elapsed']:7.2f} {_mb(w['end'][0]):>12} {_mb(w['end'][1]):>11} "
+            f"{_mb(w['after'][0]):>20} {_mb(w['after'][1]):>10} {w['warn']:>5}"
+        )
+    out(f"  ours/raw wall time: {w_ours['elapsed'] / w_raw['elapsed']:.3f}x ('at end' = the workflow completed, runtime running)")
+    out()
+    out(f"total bench time {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
