@@ -62,6 +62,7 @@ import duroxide as dx
 
 import pi_duroxide_nb as pdn
 
+
 class EngineLog:
     """Redirects fd 1 (where duroxide's native logger writes) to a file; counts WARN lines."""
 
@@ -415,7 +416,9 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
 
     # 1, 2
     out("1-2. Throughput: wall time in s, median of alternating runs (raw, ours, raw, ours, ...)")
-    out(f"  {'test':<30} {'raw':>7} {'ours':>7} {'ours/raw':>9} {'<=1.10':>6}  {'warn raw|ours':>13}   runs raw | runs ours")
+    out(
+        f"  {'test':<30} {'raw':>7} {'ours':>7} {'ours/raw':>9} {'<=1.10':>6}  {'warn raw|ours':>13}   runs raw | runs ours"
+    )
     for label, raw_fn, ours_fn in (
         (f"{fan_n} workflows x 1 activity", lambda: fan_raw(fan_n), lambda: fan_ours(fan_n)),
         (f"1 workflow x {seq_n} activities", lambda: seq_raw(seq_n), lambda: seq_ours(seq_n)),
@@ -470,13 +473,17 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
     w_ours = wal_ours(wal_n)
     w_ours["warn"] = log.warnings()
     out(f"4. SQLite WAL: 1 workflow x {wal_n} sequential activities" + (" (quick size)" if quick else ""))
-    out(f"  {'':<5} {'wall s':>7} {'-wal at end':>12} {'db at end':>11} {'-wal after shutdown':>20} {'db after':>10} {'warn':>5}")
+    out(
+        f"  {'':<5} {'wall s':>7} {'-wal at end':>12} {'db at end':>11} {'-wal after shutdown':>20} {'db after':>10} {'warn':>5}"
+    )
     for label, w in (("raw", w_raw), ("ours", w_ours)):
         out(
             f"  {label:<5} {w['elapsed']:7.2f} {_mb(w['end'][0]):>12} {_mb(w['end'][1]):>11} "
             f"{_mb(w['after'][0]):>20} {_mb(w['after'][1]):>10} {w['warn']:>5}"
         )
-    out(f"  ours/raw wall time: {w_ours['elapsed'] / w_raw['elapsed']:.3f}x ('at end' = the workflow completed, runtime running)")
+    out(
+        f"  ours/raw wall time: {w_ours['elapsed'] / w_raw['elapsed']:.3f}x ('at end' = the workflow completed, runtime running)"
+    )
     out()
     out(f"total bench time {time.perf_counter() - t_start:.0f} s")
     return 0

@@ -211,7 +211,9 @@ class EngineError(PiDuroxideError):
     """The durable engine reported an error that pi_duroxide_nb did not expect."""
 
 
-_ACTIVITY_FAILED = re.compile(r"^Activity '(?P<name>[^']*)' call failed: (?:(?P<type>[A-Za-z_][\w.]*): )?(?P<msg>.*)$", re.S)
+_ACTIVITY_FAILED = re.compile(
+    r"^Activity '(?P<name>[^']*)' call failed: (?:(?P<type>[A-Za-z_][\w.]*): )?(?P<msg>.*)$", re.S
+)
 
 
 def task_error_from_engine(message: str) -> TaskFailedError:

@@ -68,7 +68,9 @@ def _source_variant(body: str):
 
 def test_version_follows_code_not_comments_or_lines() -> None:
     base = _source_variant("def wf(ctx, x):\n    y = yield ctx.schedule_activity('a', x)\n    return y\n")
-    moved = _source_variant("\n\n# a comment\ndef wf(ctx, x):\n    # why\n    y = yield ctx.schedule_activity('a', x)\n    return y\n")
+    moved = _source_variant(
+        "\n\n# a comment\ndef wf(ctx, x):\n    # why\n    y = yield ctx.schedule_activity('a', x)\n    return y\n"
+    )
     changed = _source_variant("def wf(ctx, x):\n    y = yield ctx.schedule_activity('b', x)\n    return y\n")
     assert code_version(base) == code_version(moved)
     assert code_version(base) != code_version(changed)

@@ -308,7 +308,9 @@ def test_all_returns_values_raises_or_gives_outcomes(registry, rt, iid) -> None:
     @registry.register_workflow("fan")
     def fan(ctx, n):
         values = yield ctx.all([ctx.schedule_activity("double", i) for i in range(n)] + [ctx.schedule_timer(1)])
-        outcomes = yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("fail", "k")], return_outcomes=True)
+        outcomes = yield ctx.all(
+            [ctx.schedule_activity("double", 1), ctx.schedule_activity("fail", "k")], return_outcomes=True
+        )
         try:
             yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("fail", "j")])
             raised = None
@@ -590,3 +592,15 @@ def test_two_runtimes_share_a_store(registry, make_runtime, iid, db_path) -> Non
     instance = first.start_workflow("shared", 5, instance_id=iid())
     assert second.wait_for_workflow(instance, timeout=30).output == 5
     assert os.path.exists(str(db_path))
+
+
+def test_many_edits_after_start_all_run(registry, rt, iid) -> None:
+    # duroxide needs each name's versions in ascending order; code hashes arrive in any order.
+    instances = []
+    for n in range(6):
+        registry.register_workflow(
+            "edited", _cell(f"def review(ctx, x):\n    yield ctx.schedule_timer(1)\n    return {n}\n")
+        )
+        instances.append(rt.start_workflow("edited", None, instance_id=iid()))
+    assert [rt.wait_for_workflow(i, timeout=30).output for i in instances] == list(range(6))
+    assert len(registry.versions("edited")) == 6

@@ -47,8 +47,12 @@ def test_signal_wakes_wait_for_event_and_wait_returns_state(tools_rt, iid) -> No
     started = tools["start-workflow"].execute({"name": "approve", "input": {"service": "api"}, "id": iid()})
     assert not started.is_error
     instance = payload(started)["instanceId"]
-    wait_until(lambda: payload(tools["get-workflow"].execute({"instanceId": instance}))["customStatus"] == "awaiting-approval")
-    signalled = tools["signal-workflow"].execute({"instanceId": instance, "eventName": "decision", "data": {"action": "approve"}})
+    wait_until(
+        lambda: payload(tools["get-workflow"].execute({"instanceId": instance}))["customStatus"] == "awaiting-approval"
+    )
+    signalled = tools["signal-workflow"].execute(
+        {"instanceId": instance, "eventName": "decision", "data": {"action": "approve"}}
+    )
     assert payload(signalled) == {"signalled": True}
     done = payload(tools["wait-for-workflow"].execute({"instanceId": instance, "timeoutMs": 30000}))
     assert done["status"] == "Completed"
@@ -74,7 +78,10 @@ def test_list_honours_filters_and_returns_states(tools_rt, iid) -> None:
 def test_unknown_ids_and_bad_arguments_are_tool_errors(tools_rt, iid) -> None:
     _, tools = tools_rt
     missing = iid("missing")
-    assert payload(tools["get-workflow"].execute({"instanceId": missing})) == {"instanceId": missing, "status": "not_found"}
+    assert payload(tools["get-workflow"].execute({"instanceId": missing})) == {
+        "instanceId": missing,
+        "status": "not_found",
+    }
     bad = tools["start-workflow"].execute({"name": "nope", "input": {}})
     assert bad.is_error and "'nope' is not registered" in bad.content[0].text and "'approve'" in bad.content[0].text
     for tool, args in [

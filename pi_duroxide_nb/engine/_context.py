@@ -217,7 +217,9 @@ class WorkflowContext:
 
     def _activity(self, name: str, input: Any, tag: str | None = None) -> DurableTask:
         self._check_activity(name, tag)
-        descriptor = dict(self._dctx.schedule_activity(name, to_json_value(input, what=f"the input of activity {name!r}")))
+        descriptor = dict(
+            self._dctx.schedule_activity(name, to_json_value(input, what=f"the input of activity {name!r}"))
+        )
         if tag is not None:
             descriptor["tag"] = tag
         return DurableTask("activity", descriptor)
@@ -291,7 +293,9 @@ class WorkflowContext:
 
     # --- sub-workflows and continue-as-new ---------------------------------------------------
 
-    def schedule_sub_orchestration(self, name: str, input: Any = None, *, instance_id: str | None = None) -> DurableTask:
+    def schedule_sub_orchestration(
+        self, name: str, input: Any = None, *, instance_id: str | None = None
+    ) -> DurableTask:
         """Run the workflow ``name`` as a child with its newest code; yields its output.
 
         Args:
@@ -320,7 +324,9 @@ class WorkflowContext:
         """
         newest = self._registry.workflow(self._definition.name)
         data = _workflow_input(newest, input, self.instance_id)
-        return DurableTask("continue_as_new", self._dctx.continue_as_new_versioned(data, newest.version), composable=False)
+        return DurableTask(
+            "continue_as_new", self._dctx.continue_as_new_versioned(data, newest.version), composable=False
+        )
 
     # --- composition ----------------------------------------------------------------------
 
@@ -336,7 +342,7 @@ class WorkflowContext:
 
         def decode(results: Any) -> Any:
             outcomes = []
-            for decoder, item in zip(decoders, results):
+            for decoder, item in zip(decoders, results, strict=False):
                 if isinstance(item, dict) and "err" in item:
                     outcomes.append(Outcome(ok=False, error=str(item["err"])))
                 else:
@@ -367,7 +373,9 @@ class WorkflowContext:
             index = int(result["index"])
             return RaceResult(index=index, value=tasks[index].decode(result.get("value")))
 
-        return DurableTask("race", self._dctx.race(first.descriptor, second.descriptor), decode=decode, composable=False)
+        return DurableTask(
+            "race", self._dctx.race(first.descriptor, second.descriptor), decode=decode, composable=False
+        )
 
     # --- status, tracing ----------------------------------------------------------------------
 
@@ -477,7 +485,12 @@ def drive(
     ctx = WorkflowContext(dctx, definition, registry)
     value: Any = raw_input
     if definition.input_model is not None:
-        value = validate_model(definition.input_model, raw_input, what=f"The input of workflow {definition.name!r}", instance_id=ctx.instance_id)
+        value = validate_model(
+            definition.input_model,
+            raw_input,
+            what=f"The input of workflow {definition.name!r}",
+            instance_id=ctx.instance_id,
+        )
     gen = definition.fn(ctx, value)
     send: Any = None
     throw: BaseException | None = None
@@ -485,7 +498,8 @@ def drive(
         try:
             item = gen.send(send) if throw is None else gen.throw(throw)
         except StopIteration as stop:
-            return _workflow_output(definition, stop.value, ctx.instance_id)
+            output = _workflow_output(definition, stop.value, ctx.instance_id)
+            return output  # type: ignore[no-any-return]
         send, throw = None, None
         if not isinstance(item, DurableTask):
             throw = PayloadError(

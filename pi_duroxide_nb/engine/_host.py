@@ -40,6 +40,7 @@ class AgentHost(Protocol):
 def run_maybe_async(value: Any) -> Any:
     """Await ``value`` on a fresh event loop if it is awaitable (we are in a worker thread)."""
     if inspect.isawaitable(value):
+
         async def _await() -> Any:
             return await value
 

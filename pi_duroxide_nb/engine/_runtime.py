@@ -356,7 +356,9 @@ class WorkflowRuntime:
             return self._typed(states[0])
         return self._typed(self._state_from_client(instance_id))
 
-    def list_workflows(self, *, name: str | None = None, status: str | WorkflowStatus | None = None) -> list[WorkflowState]:
+    def list_workflows(
+        self, *, name: str | None = None, status: str | WorkflowStatus | None = None
+    ) -> list[WorkflowState]:
         """States of every instance (newest first), optionally only one workflow or status."""
         return run_sync(self.list_workflows_async(name=name, status=status))
 
@@ -371,7 +373,9 @@ class WorkflowRuntime:
         else:
             states = [self._state_from_client(i) for i in client.list_all_instances()]
             states = [
-                s for s in states if (name is None or s.name == name) and (status_value is None or s.status is status_value)
+                s
+                for s in states
+                if (name is None or s.name == name) and (status_value is None or s.status is status_value)
             ]
         return [self._typed(s) for s in states]
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._errors import EngineError
-
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 from ._json import loads_lenient
 
@@ -129,7 +128,10 @@ class SqliteStoreReader:
                     break
                 self._proc = None  # the reader died; start a fresh one once
                 if attempt == 2:
-                    msg = f"The store reader process for {self._path} exited unexpectedly; check that the file is readable."
+                    msg = (
+                        f"The store reader process for {self._path} exited unexpectedly; "
+                        "check that the file is readable."
+                    )
                     raise EngineError(msg)
         reply = json.loads(line)
         if "error" in reply:
@@ -185,7 +187,9 @@ class SqliteStoreReader:
     async def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
         """Every event of one execution (the current one by default), in order."""
         if execution_id is None:
-            found = await self.aquery("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
+            found = await self.aquery(
+                "SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,)
+            )
             if not found:
                 return []
             execution_id = int(found[0][0])

@@ -24,7 +24,7 @@ def main(path: str) -> None:
         if not line.strip():
             continue
         request = json.loads(line)
-        reply: dict = {"id": request.get("id")}
+        reply: dict[str, object] = {"id": request.get("id")}
         try:
             if request.get("op") == "checkpoint":
                 with sqlite3.connect(path, timeout=2) as rw:

@@ -100,7 +100,8 @@ class InMemoryAgentHost:
         self._record("skill", name=name, input=input)
         skill = self._skills.get(name)
         if skill is None:
-            msg = f"InMemoryAgentHost has no skill {name!r}; it has {sorted(self._skills) or 'none'}. Pass skills={{...}}."
+            known = sorted(self._skills) or "none"
+            msg = f"InMemoryAgentHost has no skill {name!r}; it has {known}. Pass skills={{...}}."
             raise LookupError(msg)
         if callable(skill):
             return skill(input)

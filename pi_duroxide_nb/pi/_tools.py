@@ -103,7 +103,9 @@ class WorkflowTool:
                 args = json.loads(args)
             parsed = self.args_model.model_validate(args or {})
         except (ValidationError, json.JSONDecodeError) as exc:
-            return _error(f"Invalid arguments for {self.name}: {_explain(exc)}. Expected: {json.dumps(self.parameters)}")
+            return _error(
+                f"Invalid arguments for {self.name}: {_explain(exc)}. Expected: {json.dumps(self.parameters)}"
+            )
         try:
             details = self.run(parsed)
         except PiDuroxideError as exc:
@@ -118,7 +120,7 @@ def _explain(exc: Exception) -> str:
 
 
 def _error(text: str) -> ToolResult:
-    return ToolResult(content=[TextContent(text=text)], details={"error": text}, is_error=True)
+    return ToolResult(content=[TextContent(text=text)], details={"error": text}, isError=True)
 
 
 def state_json(state: WorkflowState) -> dict[str, Any]:
