@@ -604,3 +604,23 @@ def test_many_edits_after_start_all_run(registry, rt, iid) -> None:
         instances.append(rt.start_workflow("edited", None, instance_id=iid()))
     assert [rt.wait_for_workflow(i, timeout=30).output for i in instances] == list(range(6))
     assert len(registry.versions("edited")) == 6
+
+
+def test_async_twins_keep_the_event_loop_free(registry, rt, iid) -> None:
+    import asyncio
+
+    @registry.register_workflow("twins")
+    def twins(ctx, x):
+        yield ctx.schedule_timer(1)
+        return x
+
+    instance = rt.start_workflow("twins", 7, instance_id=iid())
+
+    async def main():
+        state = await rt.wait_for_workflow_async(instance, timeout=30)
+        again = await rt.get_workflow_async(instance)
+        listed = await rt.list_workflows_async(name="twins")
+        events = await rt.history_async(instance)
+        return state.output, again.output, [s.instance_id for s in listed], events[-1].output
+
+    assert asyncio.run(main()) == (7, 7, [instance], 7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import enum
 import os
@@ -30,7 +31,7 @@ from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._host import AgentHost, pi_activity_functions
 from ._json import loads_lenient, to_json_value
 from ._registry import WorkflowRegistry, default_registry
-from ._store import SqliteStoreReader, run_sync
+from ._store import SqliteStoreReader
 
 __all__ = ["RuntimeState", "WorkflowRuntime", "default_db_path"]
 
@@ -299,7 +300,7 @@ class WorkflowRuntime:
 
     def _exists(self, instance_id: str) -> bool:
         if self._reader is not None:
-            return run_sync(self._reader.exists(instance_id))
+            return self._reader.exists(instance_id)
         return bool(self._client.get_status(instance_id).status != "NotFound")
 
     def signal_workflow(self, instance_id: str, event_name: str, data: Any = None) -> None:
@@ -344,13 +345,9 @@ class WorkflowRuntime:
         Raises:
             InstanceNotFoundError: no such instance.
         """
-        return run_sync(self.get_workflow_async(instance_id))
-
-    async def get_workflow_async(self, instance_id: str) -> WorkflowState:
-        """``get_workflow`` without blocking the event loop."""
         self._client_ready()
         if self._reader is not None:
-            states = await self._reader.states(instance_id=instance_id)
+            states = self._reader.states(instance_id=instance_id)
             if not states:
                 raise InstanceNotFoundError(instance_id)
             return self._typed(states[0])
@@ -360,16 +357,10 @@ class WorkflowRuntime:
         self, *, name: str | None = None, status: str | WorkflowStatus | None = None
     ) -> list[WorkflowState]:
         """States of every instance (newest first), optionally only one workflow or status."""
-        return run_sync(self.list_workflows_async(name=name, status=status))
-
-    async def list_workflows_async(
-        self, *, name: str | None = None, status: str | WorkflowStatus | None = None
-    ) -> list[WorkflowState]:
-        """``list_workflows`` without blocking the event loop."""
         status_value = _status(status) if status is not None else None
         client = self._client_ready()
         if self._reader is not None:
-            states = await self._reader.states(name=name, status=status_value.value if status_value else None)
+            states = self._reader.states(name=name, status=status_value.value if status_value else None)
         else:
             states = [self._state_from_client(i) for i in client.list_all_instances()]
             states = [
@@ -412,9 +403,21 @@ class WorkflowRuntime:
 
     async def wait_for_workflow_async(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
         """``wait_for_workflow`` without blocking the event loop (it waits in a thread)."""
-        import asyncio
-
         return await asyncio.to_thread(self.wait_for_workflow, instance_id, timeout)
+
+    async def get_workflow_async(self, instance_id: str) -> WorkflowState:
+        """``get_workflow`` without blocking the event loop."""
+        return await asyncio.to_thread(self.get_workflow, instance_id)
+
+    async def list_workflows_async(
+        self, *, name: str | None = None, status: str | WorkflowStatus | None = None
+    ) -> list[WorkflowState]:
+        """``list_workflows`` without blocking the event loop."""
+        return await asyncio.to_thread(lambda: self.list_workflows(name=name, status=status))
+
+    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+        """``history`` without blocking the event loop."""
+        return await asyncio.to_thread(lambda: self.history(instance_id, execution_id=execution_id))
 
     def history(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
         """The persisted events of an instance's current (or given) execution, with full payloads.
@@ -422,15 +425,11 @@ class WorkflowRuntime:
         Raises:
             InstanceNotFoundError: no such instance.
         """
-        return run_sync(self.history_async(instance_id, execution_id=execution_id))
-
-    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
-        """``history`` without blocking the event loop."""
         self._client_ready()
         if self._reader is None:
             return self._history_from_client(instance_id, execution_id)
-        events = await self._reader.history(instance_id, execution_id)
-        if not events and not await self._reader.states(instance_id=instance_id):
+        events = self._reader.history(instance_id, execution_id)
+        if not events and not self._reader.states(instance_id=instance_id):
             raise InstanceNotFoundError(instance_id)
         return events
 
@@ -438,14 +437,14 @@ class WorkflowRuntime:
         """The execution ids of an instance (more than one after continue-as-new)."""
         client = self._client_ready()
         if self._reader is not None:
-            return run_sync(self._reader.executions(instance_id))
+            return self._reader.executions(instance_id)
         return [int(e) for e in client.list_executions(instance_id)]
 
     def get_kv(self, instance_id: str) -> dict[str, Any]:
         """The KV entries an instance has set (``ctx.kv``), values parsed from JSON."""
         self._client_ready()
         if self._reader is not None:
-            return run_sync(self._reader.kv(instance_id))
+            return self._reader.kv(instance_id)
         msg = "Reading all KV entries needs the SQLite store; use ctx.kv inside the workflow."
         raise RuntimeStateError(msg)
 

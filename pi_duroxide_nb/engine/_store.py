@@ -10,38 +10,23 @@ Nothing here writes, except the WAL checkpoint.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import json
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .._errors import EngineError
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 from ._json import loads_lenient
 
-__all__ = ["SqliteStoreReader", "run_sync"]
-
-T = TypeVar("T")
+__all__ = ["SqliteStoreReader", "history_event_from_row"]
 
 _PAYLOAD_FIELDS = ("input", "result", "output", "data")
 _COMMON_FIELDS = {"event_id", "source_event_id", "instance_id", "execution_id", "timestamp_ms", "type", "name"}
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code, even under a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Called from a notebook cell without await: run on a private loop in a worker thread.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def _from_ms(ms: Any) -> datetime | None:
@@ -184,29 +169,29 @@ class SqliteStoreReader:
             proc.wait()
         proc.stdout.close()
 
-    async def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
+    def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
         """Every event of one execution (the current one by default), in order."""
         if execution_id is None:
-            found = await self.aquery(
+            found = self.query(
                 "SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,)
             )
             if not found:
                 return []
             execution_id = int(found[0][0])
-        rows = await self.aquery(
+        rows = self.query(
             "SELECT execution_id, event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
             (instance_id, execution_id),
         )
         return [history_event_from_row(int(r[0]), r[1]) for r in rows]
 
-    async def executions(self, instance_id: str) -> list[int]:
+    def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance, oldest first."""
-        rows = await self.aquery(
+        rows = self.query(
             "SELECT execution_id FROM executions WHERE instance_id = ? ORDER BY execution_id", (instance_id,)
         )
         return [int(r[0]) for r in rows]
 
-    async def states(
+    def states(
         self, *, instance_id: str | None = None, name: str | None = None, status: str | None = None
     ) -> list[WorkflowState]:
         """Instance states, newest first, filtered by id, workflow name and status.
@@ -228,12 +213,12 @@ class SqliteStoreReader:
         # tables atomically, so reading in this order cannot miss an instance in between.
         pending: list[WorkflowState] = []
         if status in (None, WorkflowStatus.PENDING.value):
-            pending = await self._pending(instance_id, name)
-        rows = await self.aquery(sql, args)
+            pending = self._pending(instance_id, name)
+        rows = self.query(sql, args)
         known = {row[0] for row in rows}
         return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
 
-    async def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
+    def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
         sql = (
             "SELECT q.instance_id, q.work_item, q.visible_at FROM orchestrator_queue q "
             "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
@@ -244,7 +229,7 @@ class SqliteStoreReader:
             sql += " AND q.instance_id = ?"
             args.append(instance_id)
         sql += " ORDER BY q.id DESC"
-        rows = await self.aquery(sql, args)
+        rows = self.query(sql, args)
         states = []
         for iid, item, visible_ms in rows:
             start = json.loads(item).get("StartOrchestration", {})
@@ -292,16 +277,16 @@ class SqliteStoreReader:
             execution_id=int(exec_id),
         )
 
-    async def exists(self, instance_id: str) -> bool:
+    def exists(self, instance_id: str) -> bool:
         """True if the instance exists or its start is queued."""
-        rows = await self.aquery(
+        rows = self.query(
             "SELECT 1 FROM instances WHERE instance_id = ? UNION ALL "
             "SELECT 1 FROM orchestrator_queue WHERE instance_id = ? LIMIT 1",
             (instance_id, instance_id),
         )
         return bool(rows)
 
-    async def kv(self, instance_id: str) -> dict[str, Any]:
+    def kv(self, instance_id: str) -> dict[str, Any]:
         """The KV entries of an instance, values parsed from JSON."""
-        rows = await self.aquery("SELECT key, value FROM kv_store WHERE instance_id = ? ORDER BY key", (instance_id,))
+        rows = self.query("SELECT key, value FROM kv_store WHERE instance_id = ? ORDER BY key", (instance_id,))
         return {k: loads_lenient(v) for k, v in rows}
