@@ -14,7 +14,7 @@ What it measures (every run on a fresh temporary SQLite database):
    For 1 and 2 raw duroxide runs with the same engine settings as our *active* mode
    (dispatcher_poll_interval_ms=2, orchestration_concurrency=2, worker_concurrency=4,
    worker/orchestrator lock timeout 2000 ms, log_level="error"). Raw and ours alternate,
-   ``--reps`` times each (5 by default); the median is reported with the ratio ours/raw
+   ``--reps`` times each (9 by default); the median is reported with the ratio ours/raw
    (target: <= 1.10). Our path is measured as a user calls it: ``start_workflow`` includes
    its existence check through the store-reader subprocess, ``wait_for_workflow`` includes
    its existence check and the final state read.
@@ -24,8 +24,8 @@ What it measures (every run on a fresh temporary SQLite database):
    runtime with no work (each runtime first runs a 5-step workflow, then sits 1 s, so the
    window starts after the work, as in a notebook). Ours uses the default ``PollingConfig``
    (2 ms active, 50 ms idle after 1 s without work); its idle CPU is measured once
-   ``rt.engine_mode == "idle"``,
-   and its latency both on a freshly started (active) runtime and on one that had gone idle
+   ``rt.engine_mode == "idle"``, and its latency both on a freshly started (active) runtime
+   (whose first ``start_workflow`` spawns the store reader) and on one that had gone idle
    (the start wakes it). Raw duroxide is shown at poll 2 ms and poll 50 ms, plus a control
    row with no runtime at all.
 
@@ -34,11 +34,15 @@ What it measures (every run on a fresh temporary SQLite database):
    completes (runtime still running) and after shutdown, for raw duroxide and for ours (which
    checkpoints the WAL once it passes 4 MB).
 
-duroxide prints its own log lines (e.g. WARN "database is locked ... backing off 200ms", even
-at log_level "error") on file descriptor 1. The script moves fd 1 to a temporary file while it
-measures, prints its tables on the original stdout, and shows how many WARN lines each phase
-caused (column "warn"): every such line is a 200-800 ms retry back-off inside the engine and
-explains most of the run-to-run noise. ``--engine-log FILE`` keeps that log.
+duroxide writes its own log lines to file descriptor 1, with a filter fixed by the first
+runtime in the process. The bench starts raw duroxide first, so WARN lines such as "database
+is locked ... backing off 200ms" stay on for both sides (pi_duroxide_nb alone would quiet them
+through ``RUST_LOG``). The script moves fd 1 to a temporary file while it measures, prints its
+tables on the original stdout, and counts the WARN lines of each phase (column "warn"): each
+is a lock-contention retry inside the engine (back-offs of 10-800 ms), the main source of
+run-to-run noise. ``--engine-log FILE`` keeps that log. An instance that duroxide fails with
+an "infrastructure: ... database is locked" error (rare, raw duroxide too) is counted and
+listed at the end instead of aborting the run.
 
 Only ``os.path.getsize`` touches the database files: an in-process ``sqlite3`` connection
 would break the locking of the SQLite that duroxide links statically.
@@ -197,38 +201,80 @@ def ours_env(polling: pdn.PollingConfig | None = None) -> Iterator[pdn.WorkflowR
             rt.shutdown()
 
 
+FAILURES: list[str] = []
+"""Instances that did not complete normally. duroxide fails an instance with an
+"infrastructure: ... database is locked" error when its commit keeps hitting SQLite lock
+contention (rare, seen with raw duroxide too); the bench records these and goes on."""
+
+
 def _check_raw(result: Any, expected: Any) -> None:
     if result.status != "Completed" or result.output != expected:
-        raise SystemExit(f"raw duroxide run failed: {result.status} {result.output!r} {result.error!r}")
+        FAILURES.append(f"raw: {result.status} {result.error!r}")
 
 
 def _check_ours(state: Any, expected: Any) -> None:
     if state.status is not pdn.WorkflowStatus.COMPLETED or state.output != expected:
-        raise SystemExit(f"pi_duroxide_nb run failed: {state.status} {state.output!r} {state.error!r}")
+        FAILURES.append(f"ours: {state.status.value} {state.error!r}")
+
+
+def _wait_ours(rt: pdn.WorkflowRuntime, iid: str, expected: Any, timeout: float) -> None:
+    try:
+        _check_ours(rt.wait_for_workflow(iid, timeout=timeout), expected)
+    except pdn.InstanceNotFoundError as exc:
+        status = rt._client.get_status(iid)  # what the engine says about the "missing" instance
+        FAILURES.append(f"ours: InstanceNotFoundError ({exc}); engine status {status.status} {status.error!r}")
 
 
 # --- 1 and 2: throughput -------------------------------------------------------------------------
 
 
-def fan_raw(n: int) -> float:
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """Wall time of the timed region and CPU (this process over the region, plus children
+    such as the store reader, reaped at shutdown, over the whole environment)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self._children0 = _cpu(resource.RUSAGE_CHILDREN)
+
+    def __enter__(self) -> Meter:
+        self._t0, self._self0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._t0
+        self.cpu = _cpu(resource.RUSAGE_SELF) - self._self0
+
+    def add_children(self) -> Meter:
+        self.cpu += _cpu(resource.RUSAGE_CHILDREN) - self._children0
+        return self
+
+
+def fan_raw(n: int) -> Meter:
+    meter = Meter()
     with raw_env() as env:
         c = env.client
-        t0 = time.perf_counter()
-        ids = [f"w{i}" for i in range(n)]
-        for i, iid in enumerate(ids):
-            c.start_orchestration(iid, "raw_one", i)
-        for i, iid in enumerate(ids):
-            _check_raw(c.wait_for_orchestration(iid, 120_000), i)
-        return time.perf_counter() - t0
+        with meter:
+            ids = [f"w{i}" for i in range(n)]
+            for i, iid in enumerate(ids):
+                c.start_orchestration(iid, "raw_one", i)
+            for i, iid in enumerate(ids):
+                _check_raw(c.wait_for_orchestration(iid, 120_000), i)
+    return meter.add_children()
 
 
-def fan_ours(n: int) -> float:
+def fan_ours(n: int) -> Meter:
+    meter = Meter()
     with ours_env() as rt:
-        t0 = time.perf_counter()
-        ids = [rt.start_workflow("one", i) for i in range(n)]
-        for i, iid in enumerate(ids):
-            _check_ours(rt.wait_for_workflow(iid, timeout=120), i)
-        return time.perf_counter() - t0
+        with meter:
+            ids = [rt.start_workflow("one", i) for i in range(n)]
+            for i, iid in enumerate(ids):
+                _wait_ours(rt, iid, i, 120)
+    return meter.add_children()
 
 
 def seq_raw_in(env: RawEnv, n: int, iid: str = "seq") -> float:
@@ -241,8 +287,22 @@ def seq_raw_in(env: RawEnv, n: int, iid: str = "seq") -> float:
 def seq_ours_in(rt: pdn.WorkflowRuntime, n: int) -> float:
     t0 = time.perf_counter()
     iid = rt.start_workflow("seq", n)
-    _check_ours(rt.wait_for_workflow(iid, timeout=600), n)
+    _wait_ours(rt, iid, n, 600)
     return time.perf_counter() - t0
+
+
+def seq_raw_metered(n: int) -> Meter:
+    meter = Meter()
+    with raw_env() as env, meter:
+        seq_raw_in(env, n)
+    return meter.add_children()
+
+
+def seq_ours_metered(n: int) -> Meter:
+    meter = Meter()
+    with ours_env() as rt, meter:
+        seq_ours_in(rt, n)
+    return meter.add_children()
 
 
 def seq_raw(n: int, poll_ms: int = ACTIVE_POLL_MS) -> float:
@@ -262,12 +322,14 @@ def seq_ours_from_idle(n: int) -> float:
         return seq_ours_in(rt, n)
 
 
-def alternate(raw: Callable[[], float], ours: Callable[[], float], reps: int) -> tuple[list[float], list[float]]:
-    raw_times, ours_times = [], []
-    for _ in range(reps):
-        raw_times.append(raw())
-        ours_times.append(ours())
-    return raw_times, ours_times
+def first_start_ms() -> float:
+    """The first ``start_workflow`` on a fresh runtime: it spawns the store-reader process."""
+    with ours_env() as rt:
+        t0 = time.perf_counter()
+        iid = rt.start_workflow("one", 0)
+        elapsed = time.perf_counter() - t0
+        _wait_ours(rt, iid, 0, 60)
+        return 1000 * elapsed
 
 
 # --- 3: idle CPU -------------------------------------------------------------------------------
@@ -364,7 +426,9 @@ def _fmt_times(times: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run: smaller sizes, 1 repetition")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, quick 1)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="repetitions of tests 1-2 (default 9, quick 1); test 3 uses at most 5"
+    )
     parser.add_argument("--fan", type=int, default=None, help="workflows in the fan-out test (default 200)")
     parser.add_argument("--seq", type=int, default=None, help="activities in the sequential test (default 200)")
     parser.add_argument("--wal-steps", type=int, default=None, help="activities in the WAL test (default 1000)")
@@ -373,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    reps = args.reps or (1 if quick else 5)
+    reps = args.reps or (1 if quick else 9)
     fan_n = args.fan or (50 if quick else 200)
     seq_n = args.seq or (50 if quick else 200)
     wal_n = args.wal_steps or (200 if quick else 1000)
@@ -401,7 +465,9 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
     t_start = time.perf_counter()
     out(
         f"pi_duroxide_nb overhead vs raw duroxide {dx_version} | python {sys.version.split()[0]} | "
-        f"{os.cpu_count()} CPUs | reps={reps}" + (" | QUICK" if quick else "")
+        f"{os.cpu_count()} CPUs | reps={reps}"
+        + (" | QUICK" if quick else "")
+        + " | load avg at start {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     )
     out(
         f"raw settings = our active mode: poll {ACTIVE_POLL_MS} ms, orchestration_concurrency 2, "
@@ -416,34 +482,48 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
 
     # 1, 2
     out("1-2. Throughput: wall time in s, median of alternating runs (raw, ours, raw, ours, ...)")
+    out("     cpu = process CPU s (all threads + the store-reader child), median; warn = engine WARN lines, all runs")
     out(
-        f"  {'test':<30} {'raw':>7} {'ours':>7} {'ours/raw':>9} {'<=1.10':>6}  {'warn raw|ours':>13}   runs raw | runs ours"
+        f"  {'test':<28} {'raw':>6} {'ours':>6} {'ours/raw':>8} {'<=1.10':>6} {'min ratio':>9} "
+        f"{'cpu raw':>7} {'cpu ours':>8} {'warn raw|ours':>13}"
     )
-    for label, raw_fn, ours_fn in (
-        (f"{fan_n} workflows x 1 activity", lambda: fan_raw(fan_n), lambda: fan_ours(fan_n)),
-        (f"1 workflow x {seq_n} activities", lambda: seq_raw(seq_n), lambda: seq_ours(seq_n)),
-    ):
-        raw_t, ours_t, raw_w, ours_w = [], [], 0, 0
+    runs_text = []
+    tests: list[tuple[str, Callable[[int], Meter], Callable[[int], Meter], int]] = [
+        (f"{fan_n} workflows x 1 activity", fan_raw, fan_ours, fan_n),
+        (f"1 workflow x {seq_n} activities", seq_raw_metered, seq_ours_metered, seq_n),
+    ]
+    for label, raw_fn, ours_fn, size in tests:
+        raw_m: list[Meter] = []
+        ours_m: list[Meter] = []
+        raw_w = ours_w = 0
         for _ in range(reps):
-            raw_t.append(raw_fn())
+            raw_m.append(raw_fn(size))
             raw_w += log.warnings()
-            ours_t.append(ours_fn())
+            ours_m.append(ours_fn(size))
             ours_w += log.warnings()
+        raw_t, ours_t = [m.wall for m in raw_m], [m.wall for m in ours_m]
         r, o = statistics.median(raw_t), statistics.median(ours_t)
         ok = "yes" if o / r <= 1.10 else "NO"
         out(
-            f"  {label:<30} {r:7.3f} {o:7.3f} {o / r:8.3f}x {ok:>6}  {f'{raw_w}|{ours_w}':>13}   "
-            f"{_fmt_times(raw_t)} | {_fmt_times(ours_t)}"
+            f"  {label:<28} {r:6.3f} {o:6.3f} {o / r:7.3f}x {ok:>6} {min(ours_t) / min(raw_t):8.3f}x "
+            f"{statistics.median(m.cpu for m in raw_m):7.2f} {statistics.median(m.cpu for m in ours_m):8.2f} "
+            f"{f'{raw_w}|{ours_w}':>13}"
         )
+        runs_text.append(f"  {label}: raw {_fmt_times(raw_t)} | ours {_fmt_times(ours_t)}")
+    out("  individual runs (s):")
+    for line in runs_text:
+        out("  " + line)
     out()
 
     # 3
+    lat_reps = min(reps, 5)
     lat: list[tuple[str, list[float]]] = [
-        (f"raw, poll {ACTIVE_POLL_MS} ms", [seq_raw(lat_n, ACTIVE_POLL_MS) for _ in range(reps)]),
-        (f"raw, poll {IDLE_POLL_MS} ms", [seq_raw(lat_n, IDLE_POLL_MS) for _ in range(reps)]),
-        ("ours, adaptive, active", [seq_ours(lat_n) for _ in range(reps)]),
-        ("ours, adaptive, from idle", [seq_ours_from_idle(lat_n) for _ in range(reps)]),
+        (f"raw, poll {ACTIVE_POLL_MS} ms", [seq_raw(lat_n, ACTIVE_POLL_MS) for _ in range(lat_reps)]),
+        (f"raw, poll {IDLE_POLL_MS} ms", [seq_raw(lat_n, IDLE_POLL_MS) for _ in range(lat_reps)]),
+        ("ours, adaptive, active", [seq_ours(lat_n) for _ in range(lat_reps)]),
+        ("ours, adaptive, from idle", [seq_ours_from_idle(lat_n) for _ in range(lat_reps)]),
     ]
+    spawn = statistics.median(first_start_ms() for _ in range(lat_reps))
     log.warnings()
     cpu: dict[str, str] = {}
     cpu[f"raw, poll {ACTIVE_POLL_MS} ms"] = f"{idle_cpu_raw(ACTIVE_POLL_MS, idle_s):6.1f} %"
@@ -455,7 +535,7 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
     control = measure_cpu(idle_s)
 
     out(
-        f"3. Adaptive polling: {lat_n}-activity workflow in ms/step (median of {reps}); "
+        f"3. Adaptive polling: {lat_n}-activity workflow in ms/step (median of {lat_reps}); "
         f"idle CPU over {idle_s:g} s in % of one core"
     )
     out(f"  {'configuration':<27} {'ms/step':>8} {'wall s':>7} {'idle CPU':>9}")
@@ -465,6 +545,10 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
     out(f"  {'no runtime (control)':<27} {'':>8} {'':>7} {control:6.1f} %")
     out(f"  ours' idle CPU is measured in idle mode (reached {waited:.2f} s after its last step); 'from idle'")
     out("  starts the workflow on a runtime that had gone idle (the start wakes it to active).")
+    out(
+        f"  'active' is a fresh runtime, so its time includes the first start_workflow, which spawns the"
+        f" store reader: {spawn:.0f} ms (median)."
+    )
     out()
 
     # 4
@@ -474,18 +558,21 @@ def _run(log: EngineLog, quick: bool, reps: int, fan_n: int, seq_n: int, wal_n: 
     w_ours["warn"] = log.warnings()
     out(f"4. SQLite WAL: 1 workflow x {wal_n} sequential activities" + (" (quick size)" if quick else ""))
     out(
-        f"  {'':<5} {'wall s':>7} {'-wal at end':>12} {'db at end':>11} {'-wal after shutdown':>20} {'db after':>10} {'warn':>5}"
+        f"  {'':<5} {'wall s':>7} {'-wal at end':>12} {'db at end':>11} "
+        f"{'-wal after shutdown':>20} {'db after':>10} {'warn':>5}"
     )
     for label, w in (("raw", w_raw), ("ours", w_ours)):
         out(
             f"  {label:<5} {w['elapsed']:7.2f} {_mb(w['end'][0]):>12} {_mb(w['end'][1]):>11} "
             f"{_mb(w['after'][0]):>20} {_mb(w['after'][1]):>10} {w['warn']:>5}"
         )
-    out(
-        f"  ours/raw wall time: {w_ours['elapsed'] / w_raw['elapsed']:.3f}x ('at end' = the workflow completed, runtime running)"
-    )
+    ratio = w_ours["elapsed"] / w_raw["elapsed"]
+    out(f"  ours/raw wall time: {ratio:.3f}x ('at end' = the workflow completed, runtime still running)")
     out()
-    out(f"total bench time {time.perf_counter() - t_start:.0f} s")
+    out(f"instances that did not complete normally: {len(FAILURES)}")
+    for failure in FAILURES:
+        out(f"  {failure}")
+    out(f"total bench time {time.perf_counter() - t_start:.0f} s | load avg at end %.2f %.2f %.2f" % os.getloadavg())
     return 0
 
 

@@ -299,8 +299,9 @@ class WorkflowRuntime:
         return iid
 
     def _exists(self, instance_id: str) -> bool:
-        if self._reader is not None:
-            return self._reader.exists(instance_id)
+        if self._reader is not None and self._reader.exists(instance_id):
+            return True
+        # An instance the engine failed on its first step has no instances row; ask the client.
         return bool(self._client.get_status(instance_id).status != "NotFound")
 
     def signal_workflow(self, instance_id: str, event_name: str, data: Any = None) -> None:
@@ -348,9 +349,9 @@ class WorkflowRuntime:
         self._client_ready()
         if self._reader is not None:
             states = self._reader.states(instance_id=instance_id)
-            if not states:
-                raise InstanceNotFoundError(instance_id)
-            return self._typed(states[0])
+            if states:
+                return self._typed(states[0])
+        return self._typed(self._state_from_client(instance_id))
         return self._typed(self._state_from_client(instance_id))
 
     def list_workflows(
