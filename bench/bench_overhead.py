@@ -111,32 +111,22 @@ def _identity_activity(_ctx: Any, x: Any) -> Any:
     return x
 
 
-def raw_seq(ctx: Any, n: int) -> Any:
+# The same generators run on both sides: raw duroxide's ctx and ours share these calls.
+def seq(ctx: Any, n: int) -> Any:
     for i in range(n):
         yield ctx.schedule_activity("a", i)
     return n
 
 
-def raw_one(ctx: Any, x: Any) -> Any:
-    result = yield ctx.schedule_activity("a", x)
-    return result
-
-
-def ours_seq(ctx: Any, n: int) -> Any:
-    for i in range(n):
-        yield ctx.schedule_activity("a", i)
-    return n
-
-
-def ours_one(ctx: Any, x: Any) -> Any:
+def one(ctx: Any, x: Any) -> Any:
     result = yield ctx.schedule_activity("a", x)
     return result
 
 
 REGISTRY = pdn.WorkflowRegistry()
 REGISTRY.register_activity("a", _identity_activity)
-REGISTRY.register_workflow("seq", ours_seq)
-REGISTRY.register_workflow("one", ours_one)
+REGISTRY.register_workflow("seq", seq)
+REGISTRY.register_workflow("one", one)
 
 
 # --- environments ------------------------------------------------------------------------------
@@ -171,8 +161,8 @@ class RawEnv:
         self.rt = dx.Runtime(self.provider, raw_options(poll_ms))
         self.rt.register_activity("a", _identity_activity)
         # Distinct names: duroxide keeps orchestration functions in one process-global table.
-        self.rt.register_orchestration("raw_seq", raw_seq)
-        self.rt.register_orchestration("raw_one", raw_one)
+        self.rt.register_orchestration("seq", seq)
+        self.rt.register_orchestration("one", one)
         self.rt.start()
         self.client = dx.Client(self.provider)
 
@@ -261,7 +251,7 @@ def fan_raw(n: int) -> Meter:
         with meter:
             ids = [f"w{i}" for i in range(n)]
             for i, iid in enumerate(ids):
-                c.start_orchestration(iid, "raw_one", i)
+                c.start_orchestration(iid, "one", i)
             for i, iid in enumerate(ids):
                 _check_raw(c.wait_for_orchestration(iid, 120_000), i)
     return meter.add_children()
@@ -279,7 +269,7 @@ def fan_ours(n: int) -> Meter:
 
 def seq_raw_in(env: RawEnv, n: int, iid: str = "seq") -> float:
     t0 = time.perf_counter()
-    env.client.start_orchestration(iid, "raw_seq", n)
+    env.client.start_orchestration(iid, "seq", n)
     _check_raw(env.client.wait_for_orchestration(iid, 600_000), n)
     return time.perf_counter() - t0
 

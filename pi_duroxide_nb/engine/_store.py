@@ -9,7 +9,6 @@ Nothing here writes, except the WAL checkpoint.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import subprocess
@@ -146,10 +145,6 @@ class SqliteStoreReader:
         """Run one read-only query in the reader process."""
         return self._request({"sql": sql, "args": list(args)})
 
-    async def aquery(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[list[Any]]:
-        """``query`` without blocking the event loop."""
-        return await asyncio.to_thread(self.query, sql, args)
-
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database and truncate it."""
         self._request({"op": "checkpoint"})
@@ -172,9 +167,7 @@ class SqliteStoreReader:
     def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
         """Every event of one execution (the current one by default), in order."""
         if execution_id is None:
-            found = self.query(
-                "SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,)
-            )
+            found = self.query("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
             if not found:
                 return []
             execution_id = int(found[0][0])
