@@ -40,6 +40,7 @@ from .engine import (
     WorkflowDefinition,
     WorkflowRegistry,
     WorkflowRuntime,
+    current_activity,
     default_db_path,
     default_registry,
     register_activity,
@@ -64,6 +65,7 @@ __all__ = [
     # Inside workflows and activities
     "WorkflowContext",
     "ActivityContext",
+    "current_activity",
     "DurableTask",
     "RetryPolicy",
     "Outcome",

@@ -505,6 +505,29 @@ def test_bind_host_takes_effect_at_once(registry, rt, iid) -> None:
     assert rt.wait_for_workflow(rt.start_workflow("tooling", None, instance_id=iid()), timeout=30).output == {"x": 1}
 
 
+def test_current_activity_names_the_calling_instance(registry, rt, iid) -> None:
+    @registry.register_activity("whoami")
+    def whoami(ctx, _):
+        current = pdn.current_activity()
+        return [current.instance_id, current.activity_name, current is not None and ctx.instance_id]
+
+    @registry.register_workflow("who")
+    def who(ctx, _):
+        mine = yield ctx.schedule_activity("whoami", None)
+        host = yield ctx.pi.tool("whoami", {})
+        return {"mine": mine, "host": host}
+
+    def host_tool(_args):
+        current = pdn.current_activity()
+        return [current.instance_id, current.activity_name, current.workflow_name]
+
+    rt.bind_host(pdn.InMemoryAgentHost(tools={"whoami": host_tool}))
+    instance = iid()
+    out = rt.wait_for_workflow(rt.start_workflow("who", None, instance_id=instance), timeout=30).output
+    assert out == {"mine": [instance, "whoami", instance], "host": [instance, "__pi_tool", "who"]}
+    assert pdn.current_activity() is None
+
+
 # --- re-registration, late registration, adaptive polling ----------------------------------------------
 
 

@@ -3,7 +3,7 @@
 duroxide says "orchestration"; everything above this package says "workflow".
 """
 
-from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext
+from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext, current_activity
 from ._engine import PollingConfig
 from ._host import AgentHost
 from ._registry import (
@@ -32,6 +32,7 @@ __all__ = [
     "WorkflowRegistry",
     "WorkflowRuntime",
     "code_version",
+    "current_activity",
     "default_db_path",
     "default_registry",
     "history_event_from_row",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from ._registry import WorkflowDefinition, WorkflowRegistry
 
-__all__ = ["ActivityContext", "DurableTask", "KeyValueStore", "PiCalls", "WorkflowContext"]
+__all__ = ["ActivityContext", "DurableTask", "KeyValueStore", "PiCalls", "WorkflowContext", "current_activity"]
 
 PI_ACTIVITIES = {
     "llm": "__pi_llm",
@@ -469,6 +470,20 @@ class ActivityContext:
     def trace_error(self, message: str) -> None:
         """Log at error level."""
         self._dctx.trace_error(message)
+
+
+_CURRENT_ACTIVITY: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(
+    "pi_duroxide_nb_current_activity", default=None
+)
+
+
+def current_activity() -> ActivityContext | None:
+    """The activity running in this thread, or None outside activities.
+
+    Agent hosts use it to learn which instance a ``ctx.pi`` call came from (to file
+    transcript entries under it, for example) without widening their interface.
+    """
+    return _CURRENT_ACTIVITY.get()
 
 
 def drive(

@@ -26,7 +26,7 @@ from typing import Any
 
 import duroxide
 
-from ._context import ActivityContext, drive
+from ._context import _CURRENT_ACTIVITY, ActivityContext, drive
 from ._host import run_maybe_async
 from ._json import to_json_value
 from ._registry import ActivityDefinition, WorkflowDefinition, WorkflowRegistry
@@ -148,21 +148,26 @@ def _activity(definition: ActivityDefinition) -> Callable[..., Any]:
 
     def activity(dctx: Any, value: Any) -> Any:
         PULSE.enter()
+        actx = ActivityContext(dctx)
+        token = _CURRENT_ACTIVITY.set(actx)
         try:
-            result = run_maybe_async(fn(ActivityContext(dctx), value))
+            result = run_maybe_async(fn(actx, value))
             return to_json_value(result, what=f"the return value of activity {name!r}")
         finally:
+            _CURRENT_ACTIVITY.reset(token)
             PULSE.leave()
 
     return activity
 
 
 def _plain_activity(fn: Callable[[Any], Any]) -> Callable[..., Any]:
-    def activity(_dctx: Any, value: Any) -> Any:
+    def activity(dctx: Any, value: Any) -> Any:
         PULSE.enter()
+        token = _CURRENT_ACTIVITY.set(ActivityContext(dctx))
         try:
             return fn(value)
         finally:
+            _CURRENT_ACTIVITY.reset(token)
             PULSE.leave()
 
     return activity
