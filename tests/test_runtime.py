@@ -493,15 +493,15 @@ def test_pi_without_host_fails_naming_the_activity(registry, rt, iid) -> None:
             return str(err)
 
     out = rt.wait_for_workflow(rt.start_workflow("needs-host", None, instance_id=iid()), timeout=30).output
-    assert "'__pi_tool' needs an agent host" in out and "bind_host" in out
+    assert "'__pi_tool' needs an agent host" in out and "set_host" in out
 
 
-def test_bind_host_takes_effect_at_once(registry, rt, iid) -> None:
+def test_set_host_takes_effect_at_once(registry, rt, iid) -> None:
     @registry.register_workflow("tooling")
     def tooling(ctx, _):
         return (yield ctx.pi.tool("echo", {"x": 1}))
 
-    rt.bind_host(pdn.InMemoryAgentHost(tools={"echo": lambda args: args}))
+    rt.set_host(pdn.InMemoryAgentHost(tools={"echo": lambda args: args}))
     assert rt.wait_for_workflow(rt.start_workflow("tooling", None, instance_id=iid()), timeout=30).output == {"x": 1}
 
 
@@ -521,7 +521,7 @@ def test_current_activity_names_the_calling_instance(registry, rt, iid) -> None:
         current = pdn.current_activity()
         return [current.instance_id, current.activity_name, current.workflow_name]
 
-    rt.bind_host(pdn.InMemoryAgentHost(tools={"whoami": host_tool}))
+    rt.set_host(pdn.InMemoryAgentHost(tools={"whoami": host_tool}))
     instance = iid()
     out = rt.wait_for_workflow(rt.start_workflow("who", None, instance_id=instance), timeout=30).output
     assert out == {"mine": [instance, "whoami", instance], "host": [instance, "__pi_tool", "who"]}

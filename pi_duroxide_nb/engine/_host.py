@@ -63,7 +63,7 @@ def pi_activity_functions(get_host: Callable[[], AgentHost | None]) -> dict[str,
         if host is None:
             msg = (
                 f"Activity {activity!r} needs an agent host, but none is bound to this runtime. "
-                "Bind one with WorkflowRuntime(host=...) or rt.bind_host(host) — for tests and "
+                "Bind one with WorkflowRuntime(host=...) or rt.set_host(host) — for tests and "
                 "offline notebooks pdn.InMemoryAgentHost(...) works. The workflow sees this as a "
                 "failed activity; start it again once a host is bound."
             )

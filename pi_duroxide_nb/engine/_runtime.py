@@ -116,7 +116,7 @@ class WorkflowRuntime:
         Args:
             db: A SQLite file path or a ``postgresql://`` URL. Defaults to
                 ``default_db_path()`` (``$PI_DUROXIDE_DB`` or a per-user data file).
-            host: The agent host behind ``ctx.pi`` (see ``bind_host``).
+            host: The agent host behind ``ctx.pi`` (see ``set_host``).
             registry: Where workflows and activities come from; the module-level one by default.
             polling: Poll intervals; adaptive by default (see ``PollingConfig``).
             orchestration_concurrency: Workflow steps run at once while busy.
@@ -231,7 +231,7 @@ class WorkflowRuntime:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    def bind_host(self, host: AgentHost | None) -> None:
+    def set_host(self, host: AgentHost | None) -> None:
         """Bind the agent host that ``ctx.pi`` calls (``None`` unbinds); takes effect at once."""
         self._host = host
 
