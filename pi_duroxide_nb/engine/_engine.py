@@ -358,11 +358,16 @@ class WorkflowEngine:
     # --- write-ahead log ---------------------------------------------------------------------
 
     def _checkpoint(self, force: bool = False) -> None:
-        """Fold the WAL into the database and truncate it once it passes the limit.
+        """Keep the write-ahead log bounded without stalling the engine's writers.
 
         duroxide's pollers keep read transactions open so often that SQLite's automatic
-        checkpoints rarely reset the log, which then grows to tens of MB; a TRUNCATE
-        checkpoint (run by the store's reader process) waits for a gap and resets it.
+        checkpoints rarely finish, and the log grows to tens of MB. While work runs, a
+        passive checkpoint (run by the store's reader process) copies the log back into
+        the database whenever it passes the limit; that never blocks a writer, and once
+        the whole log is copied SQLite starts writing it from the beginning again, so it
+        stops growing. When the engine goes idle (and at shutdown) a truncating
+        checkpoint shrinks the file to zero: it holds writers off while it waits for
+        readers, which only costs anything while work is running.
         """
         if self._store is None:
             return
@@ -370,9 +375,10 @@ class WorkflowEngine:
             size = os.path.getsize(self._store.path + "-wal")
         except OSError:
             return
-        if size <= (0 if force else self._config.wal_limit_bytes):
+        quiet = force or self._mode is _Mode.IDLE
+        if size == 0 or (not quiet and size <= self._config.wal_limit_bytes):
             return
         try:
-            self._store.checkpoint()
+            self._store.checkpoint(truncate=quiet)
         except Exception as exc:  # busy or gone: the next round tries again
             _log.debug("WAL checkpoint skipped: %s", exc)

@@ -285,7 +285,8 @@ class WorkflowRuntime:
         data = _workflow_input(definition, input, iid)
         client = self._client_ready()
         with self._lock:
-            if self._exists(iid):
+            # A generated id is a fresh uuid4: only a caller's own id can be taken.
+            if instance_id is not None and self._exists(iid):
                 raise InstanceExistsError(iid)
             self.start()
             assert self._engine is not None
@@ -380,7 +381,10 @@ class WorkflowRuntime:
         """
         delay = _timedelta(timeout, "timeout") or timedelta(0)
         client = self._client_ready()
-        if not self._exists(instance_id):
+        first = client.get_status(instance_id)
+        if first.status in ("Completed", "Failed"):
+            return self.get_workflow(instance_id)
+        if first.status == "NotFound" and not (self._reader is not None and self._reader.exists(instance_id)):
             raise InstanceNotFoundError(instance_id)
         deadline = time.monotonic() + delay.total_seconds()
         while True:
@@ -471,17 +475,20 @@ class WorkflowRuntime:
         status = client.get_status(instance_id)
         if status.status == "NotFound":
             raise InstanceNotFoundError(instance_id)
-        info = client.get_instance_info(instance_id)
+        try:
+            info = client.get_instance_info(instance_id)
+        except Exception:  # failed before its instance row was written: the status is all there is
+            info = None
         return WorkflowState(
             instance_id=instance_id,
-            name=info.orchestration_name,
-            version=info.orchestration_version,
+            name=info.orchestration_name if info is not None else "",
+            version=info.orchestration_version if info is not None else "",
             status=WorkflowStatus(status.status),
             output=status.output if status.status == "Completed" else None,
             error=status.error,
             custom_status=status.custom_status,
-            parent_instance_id=info.parent_instance_id,
-            execution_id=int(info.current_execution_id),
+            parent_instance_id=info.parent_instance_id if info is not None else None,
+            execution_id=int(info.current_execution_id) if info is not None else 1,
         )
 
     def _history_from_client(self, instance_id: str, execution_id: int | None) -> list[HistoryEvent]:

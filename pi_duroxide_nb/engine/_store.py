@@ -145,9 +145,15 @@ class SqliteStoreReader:
         """Run one read-only query in the reader process."""
         return self._request({"sql": sql, "args": list(args)})
 
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database and truncate it."""
-        self._request({"op": "checkpoint"})
+    def checkpoint(self, *, truncate: bool = True) -> list[int]:
+        """Fold the write-ahead log into the database; with ``truncate``, also shrink it to zero.
+
+        Returns SQLite's ``[busy, log_frames, checkpointed_frames]``. A passive checkpoint
+        never blocks the engine; a truncating one holds its writers off while it waits
+        for readers to finish (up to 2 s), so run it when the engine is quiet.
+        """
+        rows = self._request({"op": "checkpoint", "mode": "TRUNCATE" if truncate else "PASSIVE"})
+        return [int(v) for v in rows[0]]
 
     def close(self) -> None:
         """Stop the reader process."""
@@ -202,6 +208,15 @@ class SqliteStoreReader:
             where.append("COALESCE(e.status, 'Pending') = ?")
             args.append(status)
         sql = _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC"
+        if instance_id is not None:
+            # One instance: it is almost always in the tables already, so look there first
+            # (one round trip); a miss then checks the queue, and callers fall back to the client.
+            rows = self.query(sql, args)
+            if rows:
+                return [self._state(rows[0])]
+            if status not in (None, WorkflowStatus.PENDING.value):
+                return []
+            return self._pending(instance_id, name)
         # Queued starts first: the engine moves a start from the queue to the instance
         # tables atomically, so reading in this order cannot miss an instance in between.
         pending: list[WorkflowState] = []
