@@ -46,6 +46,7 @@ from .engine import (
     register_activity,
     register_workflow,
 )
+from .engine._transcript import TranscriptEntry
 from .models import ChatMessage, HistoryEvent, Outcome, RaceResult, RetryPolicy, WorkflowState, WorkflowStatus
 from .pi import HostCall, InMemoryAgentHost, ToolResult, WorkflowTool, workflow_tools
 
@@ -78,6 +79,7 @@ __all__ = [
     "workflow_tools",
     "WorkflowTool",
     "ToolResult",
+    "TranscriptEntry",
     # State and history
     "WorkflowState",
     "WorkflowStatus",

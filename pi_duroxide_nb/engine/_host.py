@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._errors import NoAgentHostError, PayloadError
-from ._context import PI_ACTIVITIES
+from ._context import PI_ACTIVITIES, current_activity
+
+if TYPE_CHECKING:
+    from ._transcript import TranscriptStore
 
 __all__ = ["AgentHost", "pi_activity_functions", "run_maybe_async"]
 
@@ -55,8 +59,27 @@ def _require(payload: Any, keys: tuple[str, ...], activity: str) -> dict[str, An
     return payload
 
 
-def pi_activity_functions(get_host: Callable[[], AgentHost | None]) -> dict[str, Callable[[Any], Any]]:
-    """The five ``__pi_*`` activities, each taking its pi-shaped input and calling the host."""
+def pi_activity_functions(
+    get_host: Callable[[], AgentHost | None], transcript: TranscriptStore | None = None
+) -> dict[str, Callable[[Any], Any]]:
+    """The five ``__pi_*`` activities, each taking its pi-shaped input and calling the host.
+
+    ``send_message`` and ``tool`` also write a transcript entry (``workflow_message``,
+    ``workflow_tool_call``) under the calling instance, whatever host is bound; a failed tool
+    call is written with its error before the failure reaches the workflow.
+    """
+
+    def record(custom_type: Any, content: Any, details: dict[str, Any] | None) -> None:
+        if transcript is None:
+            return
+        current = current_activity()
+        transcript.append(
+            instance_id=current.instance_id if current else None,
+            workflow_name=current.workflow_name if current else None,
+            custom_type=custom_type,
+            content=content,
+            details=details,
+        )
 
     def host_for(activity: str) -> AgentHost:
         host = get_host()
@@ -76,7 +99,16 @@ def pi_activity_functions(get_host: Callable[[], AgentHost | None]) -> dict[str,
 
     def tool(payload: Any) -> Any:
         p = _require(payload, ("name",), PI_ACTIVITIES["tool"])
-        return run_maybe_async(host_for(PI_ACTIVITIES["tool"]).tool(p["name"], p.get("args") or {}))
+        host = host_for(PI_ACTIVITIES["tool"])
+        name, args = p["name"], p.get("args") or {}
+        summary = f"{name} {json.dumps(args, default=str)}"
+        try:
+            result = run_maybe_async(host.tool(name, args))
+        except Exception as exc:
+            record("workflow_tool_call", summary, {"name": name, "args": args, "error": f"{type(exc).__name__}: {exc}"})
+            raise
+        record("workflow_tool_call", summary, {"name": name, "args": args, "result": result})
+        return result
 
     def skill(payload: Any) -> Any:
         p = _require(payload, ("name",), PI_ACTIVITIES["skill"])
@@ -84,7 +116,9 @@ def pi_activity_functions(get_host: Callable[[], AgentHost | None]) -> dict[str,
 
     def send_message(payload: Any) -> Any:
         p = _require(payload, ("content",), PI_ACTIVITIES["send_message"])
-        return run_maybe_async(host_for(PI_ACTIVITIES["send_message"]).send_message(p["content"]))
+        result = run_maybe_async(host_for(PI_ACTIVITIES["send_message"]).send_message(p["content"]))
+        record("workflow_message", p["content"], None if result is None else {"result": result})
+        return result
 
     def prompt(payload: Any) -> Any:
         p = _require(payload, ("prompt",), PI_ACTIVITIES["prompt"])

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ._host import AgentHost, pi_activity_functions
 from ._json import loads_lenient, to_json_value
 from ._registry import WorkflowRegistry, default_registry
 from ._store import SqliteStoreReader
+from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
 
 __all__ = ["RuntimeState", "WorkflowRuntime", "default_db_path"]
 
@@ -158,6 +160,7 @@ class WorkflowRuntime:
             self._db_path = path
             self._reader = SqliteStoreReader(str(path))
         self._target = target
+        self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
         self._provider: Any = None
         self._client: Any = None
 
@@ -200,7 +203,11 @@ class WorkflowRuntime:
                 raise RuntimeStateError(msg)
             self._open()
             self._engine = WorkflowEngine(
-                self._provider, self._registry, self._config, pi_activity_functions(lambda: self._host), self._reader
+                self._provider,
+                self._registry,
+                self._config,
+                pi_activity_functions(lambda: self._host, self._transcript),
+                self._reader,
             )
             self._engine.start()
             self._state = RuntimeState.RUNNING
@@ -224,6 +231,7 @@ class WorkflowRuntime:
             engine.stop(delay)
         if self._reader is not None:
             self._reader.close()
+        self._transcript.close()
 
     def __enter__(self) -> WorkflowRuntime:
         return self.start()
@@ -239,6 +247,41 @@ class WorkflowRuntime:
     def host(self) -> AgentHost | None:
         """The bound agent host."""
         return self._host
+
+    # --- transcript --------------------------------------------------------------------------
+
+    def messages(self, instance_id: str | None = None) -> list[TranscriptEntry]:
+        """The session transcript, oldest first: ``ctx.pi.send_message`` and ``ctx.pi.tool`` entries.
+
+        It is kept in its own SQLite file beside the store (``transcript_path``), so it
+        survives a kernel restart. An entry can appear twice when the process died between
+        writing it and the engine recording the activity's completion (activities run at
+        least once).
+
+        Args:
+            instance_id: Only this instance's entries; ``None`` for every instance.
+        """
+        if self._state is RuntimeState.STOPPED:
+            msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to read the transcript."
+            raise RuntimeStateError(msg)
+        return self._transcript.entries(instance_id)
+
+    def on_message(self, callback: Callable[[TranscriptEntry], None]) -> Callable[[], None]:
+        """Call ``callback(entry)`` for every new transcript entry; returns an unsubscribe function.
+
+        The callback runs in the engine's worker thread that wrote the entry, right after it
+        was persisted: keep it short, and hand the entry to your UI thread-safely (ipywidgets
+        trait updates are fine). Exceptions it raises are logged, not passed to the workflow.
+        """
+        return self._transcript.subscribe(callback)
+
+    @property
+    def transcript_path(self) -> str:
+        """The SQLite file holding the transcript: ``<db>.transcript.sqlite``.
+
+        A PostgreSQL store keeps its transcript in a local file named after the URL's hash.
+        """
+        return self._transcript.path
 
     def _open(self) -> None:
         if self._provider is not None:
@@ -356,21 +399,52 @@ class WorkflowRuntime:
         return self._typed(self._state_from_client(instance_id))
 
     def list_workflows(
-        self, *, name: str | None = None, status: str | WorkflowStatus | None = None
+        self,
+        *,
+        name: str | None = None,
+        status: str | WorkflowStatus | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[WorkflowState]:
-        """States of every instance (newest first), optionally only one workflow or status."""
+        """States of every instance (newest first), optionally only one workflow or status.
+
+        ``limit`` and ``offset`` page through the list with one store query per page, so a
+        store with thousands of instances stays quick to browse (``count_workflows`` gives
+        the totals).
+        """
         status_value = _status(status) if status is not None else None
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            msg = f"limit must be a non-negative integer or None, not {limit!r}."
+            raise PayloadError(msg)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            msg = f"offset must be a non-negative integer, not {offset!r}."
+            raise PayloadError(msg)
         client = self._client_ready()
-        if self._reader is not None:
-            states = self._reader.states(name=name, status=status_value.value if status_value else None)
+        status_text = status_value.value if status_value else None
+        if self._reader is not None and limit is not None:
+            states = self._reader.states_page(name=name, status=status_text, limit=limit, offset=offset)
+        elif self._reader is not None:
+            states = self._reader.states(name=name, status=status_text)[offset:]
         else:
             states = [self._state_from_client(i) for i in client.list_all_instances()]
             states = [
                 s
                 for s in states
                 if (name is None or s.name == name) and (status_value is None or s.status is status_value)
-            ]
+            ][offset : None if limit is None else offset + limit]
         return [self._typed(s) for s in states]
+
+    def count_workflows(self, *, name: str | None = None) -> dict[WorkflowStatus, int]:
+        """How many instances are in each status (only statuses that occur), optionally for one workflow."""
+        client = self._client_ready()
+        if self._reader is not None:
+            return {WorkflowStatus(s): n for s, n in self._reader.status_counts(name=name).items()}
+        counts: dict[WorkflowStatus, int] = {}
+        for iid in client.list_all_instances():
+            state = self._state_from_client(iid)
+            if name is None or state.name == name:
+                counts[state.status] = counts.get(state.status, 0) + 1
+        return counts
 
     def wait_for_workflow(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
         """Block until the instance finishes (or continues as new past this execution); return its state.

@@ -1,0 +1,252 @@
+"""The session transcript: what workflows said (``ctx.pi.send_message``) and did (``ctx.pi.tool``).
+
+The runtime owns one ``TranscriptStore`` beside its workflow store, so the transcript works
+whatever agent host is bound. Entries are written with aiosqlite into a separate SQLite file
+(``<db>.transcript.sqlite``): never into the engine's own file, because an SQLite connection
+from this process on duroxide's file would drop duroxide's POSIX locks when it closes.
+
+aiosqlite needs an event loop, and the callers are engine worker threads and the notebook's
+main thread (where an event loop may already run), so the store runs one private loop in a
+daemon thread, started at first use, and the synchronous methods submit coroutines to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .._errors import RuntimeStateError
+
+__all__ = ["TranscriptEntry", "TranscriptStore", "transcript_path_for"]
+
+_log = logging.getLogger("pi_duroxide_nb.transcript")
+_T = TypeVar("_T")
+_TIMEOUT_S = 30.0
+
+CustomType = Literal["workflow_message", "workflow_tool_call"]
+
+
+class TranscriptEntry(BaseModel):
+    """One entry of the session transcript, as pi's custom session entries are shaped.
+
+    Example:
+        for entry in rt.messages(iid):
+            print(entry.timestamp, entry.custom_type, entry.content)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    """Position in the transcript (increasing, from 1)."""
+    instance_id: str | None
+    """The workflow instance that wrote it (None when written outside an activity)."""
+    workflow_name: str | None
+    """The workflow that wrote it."""
+    custom_type: CustomType
+    """``workflow_message`` for ``ctx.pi.send_message``, ``workflow_tool_call`` for ``ctx.pi.tool``."""
+    content: Any
+    """The message content, or a one-line summary of the tool call."""
+    details: dict[str, Any] | None = None
+    """For tool calls: ``name``, ``args`` and ``result`` or ``error``; for messages, the host's answer."""
+    timestamp: datetime
+    """When it was written (timezone-aware UTC)."""
+
+
+def transcript_path_for(db: str | Path | None, *, fallback_dir: Path) -> str:
+    """Where the transcript of a workflow store lives.
+
+    A SQLite store ``workflows.db`` keeps it in ``workflows.db.transcript.sqlite``. A
+    PostgreSQL store (``db`` a URL) keeps it in a local file under ``fallback_dir`` named
+    after a hash of the URL, so it survives restarts of this machine's kernel (other hosts
+    sharing the database keep their own transcripts).
+    """
+    text = str(db)
+    if text.startswith(("postgres://", "postgresql://")):
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return str(fallback_dir / "transcripts" / f"{digest}.transcript.sqlite")
+    return text + ".transcript.sqlite"
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS transcript ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " instance_id TEXT, workflow_name TEXT, custom_type TEXT NOT NULL,"
+    " content TEXT NOT NULL, details TEXT, timestamp_us INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS transcript_by_instance ON transcript(instance_id, id)",
+)
+
+
+class TranscriptStore:
+    """Persisted transcript entries for one workflow store, plus live subscribers.
+
+    Entries may repeat: the activity that writes one runs at least once, so a process killed
+    after writing the entry but before the engine recorded the activity's completion writes it
+    again when the activity is retried. The engine gives activities no scheduling identity to
+    deduplicate by, and legitimately repeated messages must not be dropped.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._conn: Any = None
+        self._closed = False
+        self._subscribers: list[Callable[[TranscriptEntry], None]] = []
+
+    @property
+    def path(self) -> str:
+        """The SQLite file holding the transcript."""
+        return self._path
+
+    # --- the private loop ------------------------------------------------------------------
+
+    def _ensure_open(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                msg = "The transcript store was closed with its runtime. Create a new WorkflowRuntime to read it."
+                raise RuntimeStateError(msg)
+            if self._loop is not None:
+                return self._loop
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="pi_duroxide_nb-transcript", daemon=True)
+            thread.start()
+            try:
+                self._conn = asyncio.run_coroutine_threadsafe(self._connect(), loop).result(_TIMEOUT_S)
+            except BaseException:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=5)
+                loop.close()
+                raise
+            self._loop, self._thread = loop, thread
+            return loop
+
+    async def _connect(self) -> Any:
+        import aiosqlite
+
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self._path, timeout=_TIMEOUT_S)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        for statement in _SCHEMA:
+            await conn.execute(statement)
+        await conn.commit()
+        return conn
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        loop = self._ensure_open()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(_TIMEOUT_S)
+
+    # --- writing and reading -------------------------------------------------------------------
+
+    def append(
+        self,
+        *,
+        instance_id: str | None,
+        workflow_name: str | None,
+        custom_type: CustomType,
+        content: Any,
+        details: dict[str, Any] | None = None,
+    ) -> TranscriptEntry:
+        """Persist an entry, then hand it to every subscriber (in this thread)."""
+        now = datetime.now(timezone.utc)
+        content_text = json.dumps(content, default=str)
+        details_text = None if details is None else json.dumps(details, default=str)
+        stamp = int(now.timestamp() * 1_000_000)
+
+        async def insert() -> int:
+            cursor = await self._conn.execute(
+                "INSERT INTO transcript (instance_id, workflow_name, custom_type, content, details, timestamp_us)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (instance_id, workflow_name, custom_type, content_text, details_text, stamp),
+            )
+            await self._conn.commit()
+            return int(cursor.lastrowid)
+
+        row_id = self._run(insert())
+        entry = TranscriptEntry(
+            id=row_id,
+            instance_id=instance_id,
+            workflow_name=workflow_name,
+            custom_type=custom_type,
+            content=json.loads(content_text),
+            details=None if details_text is None else json.loads(details_text),
+            timestamp=_from_us(stamp),
+        )
+        for callback in list(self._subscribers):
+            try:
+                callback(entry)
+            except Exception:  # a broken display hook must not fail the workflow's activity
+                _log.exception("pi_duroxide_nb: a transcript subscriber raised")
+        return entry
+
+    def entries(self, instance_id: str | None = None) -> list[TranscriptEntry]:
+        """Entries oldest first; only ``instance_id``'s when given."""
+
+        async def select() -> list[Any]:
+            args: tuple[str, ...] = ()
+            if instance_id is None:
+                sql = "SELECT * FROM transcript ORDER BY id"
+            else:
+                sql, args = "SELECT * FROM transcript WHERE instance_id = ? ORDER BY id", (instance_id,)
+            async with self._conn.execute(sql, args) as cursor:
+                return list(await cursor.fetchall())
+
+        return [
+            TranscriptEntry(
+                id=row[0],
+                instance_id=row[1],
+                workflow_name=row[2],
+                custom_type=row[3],
+                content=json.loads(row[4]),
+                details=None if row[5] is None else json.loads(row[5]),
+                timestamp=_from_us(row[6]),
+            )
+            for row in self._run(select())
+        ]
+
+    def subscribe(self, callback: Callable[[TranscriptEntry], None]) -> Callable[[], None]:
+        """Call ``callback`` with each new entry; returns a function that unsubscribes."""
+        if not callable(callback):
+            msg = f"on_message takes a function of one TranscriptEntry, not {callback!r}."
+            raise TypeError(msg)
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Close the connection and stop the loop thread; safe to call more than once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, thread, conn = self._loop, self._thread, self._conn
+            self._loop, self._thread, self._conn = None, None, None
+        if loop is None or thread is None:
+            return
+        if conn is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(conn.close(), loop).result(_TIMEOUT_S)
+            except Exception:  # closing is best effort; the data is committed already
+                _log.debug("transcript connection did not close cleanly", exc_info=True)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
+def _from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, tz=timezone.utc)
