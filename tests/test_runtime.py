@@ -647,3 +647,24 @@ def test_async_twins_keep_the_event_loop_free(registry, rt, iid) -> None:
         return state.output, again.output, [s.instance_id for s in listed], events[-1].output
 
     assert asyncio.run(main()) == (7, 7, [instance], 7)
+
+
+def test_write_ahead_log_stays_bounded(registry, make_runtime, iid, db_path) -> None:
+    @registry.register_activity("step")
+    def step(_ctx, i):
+        return i
+
+    @registry.register_workflow("long")
+    def long(ctx, n):
+        for i in range(n):
+            yield ctx.schedule_activity("step", i)
+        return n
+
+    wal = Path(str(db_path) + "-wal")
+    rt = make_runtime(wal_limit_bytes=256 * 1024).start()
+    # Unchecked, 150 steps leave about 6 MB of log (40 kB a step).
+    assert rt.wait_for_workflow(rt.start_workflow("long", 150, instance_id=iid()), timeout=60).output == 150
+    assert wal.stat().st_size < 3 * 1024 * 1024
+    rt.shutdown()
+    assert not wal.exists() or wal.stat().st_size == 0
+

@@ -111,6 +111,7 @@ class WorkflowRuntime:
         worker_concurrency: int = 4,
         lock_timeout: timedelta = timedelta(seconds=2),
         log_level: str = "error",
+        wal_limit_bytes: int = 4 * 1024 * 1024,
         share_with_pi: bool = False,
     ) -> None:
         """Create a runtime; nothing runs until ``start()``.
@@ -126,6 +127,9 @@ class WorkflowRuntime:
             lock_timeout: How long work held by a crashed process stays locked before it is
                 retried. Short, so a restarted kernel resumes within seconds.
             log_level: The engine's log level (error, warn, info, debug).
+            wal_limit_bytes: Keep SQLite's write-ahead log near this size while work runs
+                (it is truncated to zero whenever the runtime goes idle). Left alone, the
+                engine lets it grow by about 40 kB per step.
             share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
 
         Raises:
@@ -139,6 +143,7 @@ class WorkflowRuntime:
             worker_concurrency=_positive(worker_concurrency, "worker_concurrency"),
             lock_timeout=lock_timeout,
             log_level=log_level,
+            wal_limit_bytes=_positive(wal_limit_bytes, "wal_limit_bytes"),
         )
         self._lock = threading.RLock()
         self._state = RuntimeState.CREATED

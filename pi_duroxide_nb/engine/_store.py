@@ -145,14 +145,16 @@ class SqliteStoreReader:
         """Run one read-only query in the reader process."""
         return self._request({"sql": sql, "args": list(args)})
 
-    def checkpoint(self, *, truncate: bool = True) -> list[int]:
+    def checkpoint(self, *, truncate: bool = True, timeout: float = 2.0) -> list[int]:
         """Fold the write-ahead log into the database; with ``truncate``, also shrink it to zero.
 
-        Returns SQLite's ``[busy, log_frames, checkpointed_frames]``. A passive checkpoint
-        never blocks the engine; a truncating one holds its writers off while it waits
-        for readers to finish (up to 2 s), so run it when the engine is quiet.
+        Returns SQLite's ``[busy, log_frames, checkpointed_frames]`` (``busy`` is 1 when the
+        truncation could not finish within ``timeout`` s). A truncating checkpoint holds the
+        engine's writers off while it waits for its readers, so keep ``timeout`` short while
+        work runs.
         """
-        rows = self._request({"op": "checkpoint", "mode": "TRUNCATE" if truncate else "PASSIVE"})
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        rows = self._request({"op": "checkpoint", "mode": mode, "timeout": timeout})
         return [int(v) for v in rows[0]]
 
     def close(self) -> None:
@@ -298,3 +300,47 @@ class SqliteStoreReader:
         """The KV entries of an instance, values parsed from JSON."""
         rows = self.query("SELECT key, value FROM kv_store WHERE instance_id = ? ORDER BY key", (instance_id,))
         return {k: loads_lenient(v) for k, v in rows}
+
+    # --- dashboard-scale reads: one query per page, never one per instance ------------------
+
+    def states_page(
+        self, *, name: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[WorkflowState]:
+        """One page of instance states, newest first, filtered by workflow name and status.
+
+        Queued starts (``Pending``, no instance row yet) come first on the first page.
+        """
+        where, args = [], []
+        if name is not None:
+            where.append("i.orchestration_name = ?")
+            args.append(name)
+        if status is not None:
+            where.append("COALESCE(e.status, 'Pending') = ?")
+            args.append(status)
+        pending: list[WorkflowState] = []
+        if offset == 0 and status in (None, WorkflowStatus.PENDING.value):
+            pending = self._pending(None, name)[:limit]
+        sql = (
+            _STATE_SQL
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY i.rowid DESC LIMIT ? OFFSET ?"
+        )
+        rows = self.query(sql, [*args, max(0, limit - len(pending)), max(0, offset)])
+        known = {row[0] for row in rows}
+        return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
+
+    def status_counts(self, *, name: str | None = None) -> dict[str, int]:
+        """How many instances are in each status (queued starts count as ``Pending``)."""
+        sql = (
+            "SELECT COALESCE(e.status, 'Pending'), COUNT(*) FROM instances i "
+            "LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id"
+        )
+        args: list[Any] = []
+        if name is not None:
+            sql += " WHERE i.orchestration_name = ?"
+            args.append(name)
+        counts = {str(s): int(n) for s, n in self.query(sql + " GROUP BY 1", args)}
+        queued = len(self._pending(None, name))
+        if queued:
+            counts[WorkflowStatus.PENDING.value] = counts.get(WorkflowStatus.PENDING.value, 0) + queued
+        return counts

@@ -7,7 +7,7 @@ write-ahead log under the running engine and lost a just-started instance in our
 From another process, SQLite's locking works as designed.
 
 Protocol: one JSON request per line on stdin, ``{"id", "sql", "args"}`` or
-``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE"}``; one JSON reply per line on stdout, ``{"id", "rows"}`` or
+``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE", "timeout": s}``; one JSON reply per line on stdout, ``{"id", "rows"}`` or
 ``{"id", "error"}``. Only the standard library is imported, so it starts fast.
 """
 
@@ -27,12 +27,16 @@ def main(path: str) -> None:
         reply: dict[str, object] = {"id": request.get("id")}
         try:
             if request.get("op") == "checkpoint":
-                # PASSIVE never waits and never blocks the engine's writers; TRUNCATE waits
-                # (up to the timeout) for a moment with no readers, holding writers off meanwhile.
-                truncate = request.get("mode") == "TRUNCATE"
-                with sqlite3.connect(path, timeout=2 if truncate else 0) as rw:
-                    pragma = "PRAGMA wal_checkpoint(TRUNCATE)" if truncate else "PRAGMA wal_checkpoint(PASSIVE)"
-                    reply["rows"] = [list(rw.execute(pragma).fetchone())]
+                # TRUNCATE holds the engine's writers off while it waits for a moment with no
+                # readers, so the caller bounds that wait; PASSIVE never waits.
+                mode = "TRUNCATE" if request.get("mode") == "TRUNCATE" else "PASSIVE"
+                rw = sqlite3.connect(path, timeout=float(request.get("timeout", 0)), isolation_level=None)
+                try:
+                    if mode == "TRUNCATE":  # copy the log first without holding writers off
+                        rw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    reply["rows"] = [list(rw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())]
+                finally:
+                    rw.close()
             else:
                 reply["rows"] = [list(r) for r in db.execute(request["sql"], request.get("args", []))]
         except sqlite3.Error as exc:
