@@ -667,4 +667,3 @@ def test_write_ahead_log_stays_bounded(registry, make_runtime, iid, db_path) -> 
     assert wal.stat().st_size < 3 * 1024 * 1024
     rt.shutdown()
     assert not wal.exists() or wal.stat().st_size == 0
-

@@ -321,9 +321,7 @@ class SqliteStoreReader:
         if offset == 0 and status in (None, WorkflowStatus.PENDING.value):
             pending = self._pending(None, name)[:limit]
         sql = (
-            _STATE_SQL
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY i.rowid DESC LIMIT ? OFFSET ?"
+            _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC LIMIT ? OFFSET ?"
         )
         rows = self.query(sql, [*args, max(0, limit - len(pending)), max(0, offset)])
         known = {row[0] for row in rows}

@@ -7,8 +7,9 @@ write-ahead log under the running engine and lost a just-started instance in our
 From another process, SQLite's locking works as designed.
 
 Protocol: one JSON request per line on stdin, ``{"id", "sql", "args"}`` or
-``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE", "timeout": s}``; one JSON reply per line on stdout, ``{"id", "rows"}`` or
-``{"id", "error"}``. Only the standard library is imported, so it starts fast.
+``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE", "timeout": s}``; one JSON
+reply per line on stdout, ``{"id", "rows"}`` or ``{"id", "error"}``. Only the standard
+library is imported, so it starts fast.
 """
 
 import json
