@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._errors import (
     ActivityError,
     EngineError,
@@ -48,7 +50,32 @@ from .engine import (
 )
 from .engine._transcript import TranscriptEntry
 from .models import ChatMessage, HistoryEvent, Outcome, RaceResult, RetryPolicy, WorkflowState, WorkflowStatus
+from .notebook import (
+    CellRegistration,
+    DeterminismIssue,
+    DeterminismWarning,
+    TimelineBar,
+    check_determinism,
+    dashboard,
+    define_workflow,
+    kernel_runtime,
+    stop_kernel_runtime,
+    timeline_bars,
+    view,
+)
 from .pi import HostCall, InMemoryAgentHost, ToolResult, WorkflowTool, workflow_tools
+from .replay import (
+    Divergence,
+    RecordedEvent,
+    ReplayDivergenceError,
+    ReplayHistory,
+    ReplayOutcome,
+    ReplayStep,
+    ReplayStepper,
+    ReplayTask,
+    ReplayWarning,
+    replay_check,
+)
 
 __version__ = "0.1.0"
 
@@ -84,6 +111,20 @@ __all__ = [
     "WorkflowState",
     "WorkflowStatus",
     "HistoryEvent",
+    # Notebook (magics: %load_ext pi_duroxide_nb)
+    "kernel_runtime",
+    "stop_kernel_runtime",
+    "define_workflow",
+    "check_determinism",
+    "DeterminismWarning",
+    "DeterminismIssue",
+    "CellRegistration",
+    "dashboard",
+    "view",
+    "TimelineBar",
+    "timeline_bars",
+    "load_ipython_extension",
+    "unload_ipython_extension",
     # Errors
     "PiDuroxideError",
     "RegistrationError",
@@ -99,8 +140,34 @@ __all__ = [
     "ActivityError",
     "SubWorkflowError",
     "EngineError",
+    # Replay
+    "ReplayStepper",
+    "ReplayStep",
+    "ReplayTask",
+    "ReplayOutcome",
+    "ReplayWarning",
+    "Divergence",
+    "ReplayHistory",
+    "RecordedEvent",
+    "replay_check",
+    "ReplayDivergenceError",
     "__version__",
 ]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pi_duroxide_nb``: register the workflow magics and start the kernel's runtime."""
+    from .notebook._magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext pi_duroxide_nb``: close dashboards, stop the runtime and remove the magics."""
+    from .notebook._magics import unload
+
+    unload(ipython)
+
 
 _locals = locals()
 for _name in __all__:

@@ -1,0 +1,361 @@
+"""Rich (HTML) and deterministic plain-text views of states, listings and histories.
+
+The text repr leaves out times, durations and versions, so a notebook's saved outputs
+compare equal across runs (nbval); the HTML shows everything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..models import HistoryEvent, WorkflowState, WorkflowStatus
+
+__all__ = [
+    "HistoryView",
+    "StateListView",
+    "StateView",
+    "TimelineBar",
+    "format_duration",
+    "timeline_bars",
+    "timeline_html",
+    "view",
+]
+
+_STATUS_COLOURS = {
+    WorkflowStatus.RUNNING: "#1f6feb",
+    WorkflowStatus.COMPLETED: "#1a7f37",
+    WorkflowStatus.FAILED: "#cf222e",
+    WorkflowStatus.CONTINUED_AS_NEW: "#8250df",
+    WorkflowStatus.TERMINATED: "#cf222e",
+    WorkflowStatus.PENDING: "#9a6700",
+}
+_KIND_COLOURS = {"activity": "#1f6feb", "timer": "#9a6700", "sub-workflow": "#8250df", "event": "#57606a"}
+_TABLE = "border-collapse:collapse;font-size:12px"
+_CELL = "padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _json(value: Any, limit: int = 200) -> str:
+    if value is None:
+        return ""
+    try:
+        text = json.dumps(value, sort_keys=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_duration(delta: timedelta | None) -> str:
+    """A short human duration: ``850 ms``, ``3.2 s``, ``4 min 5 s``, ``2 h 3 min``."""
+    if delta is None:
+        return ""
+    seconds = max(0.0, delta.total_seconds())
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def format_time(when: datetime | None) -> str:
+    """``2026-01-02 03:04:05`` UTC, or empty."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+
+def state_duration(state: WorkflowState, now: datetime | None = None) -> timedelta | None:
+    """How long the instance ran (until now, while it runs)."""
+    if state.created_at is None:
+        return None
+    if state.status.is_terminal or state.status is WorkflowStatus.CONTINUED_AS_NEW:
+        end = state.updated_at or state.created_at
+    else:
+        end = now or datetime.now(timezone.utc)
+    return end - state.created_at
+
+
+def _status_html(status: WorkflowStatus) -> str:
+    colour = _STATUS_COLOURS.get(status, "#57606a")
+    return f'<span style="color:{colour};font-weight:600">{_esc(status.value)}</span>'
+
+
+@dataclass(frozen=True)
+class StateView:
+    """One instance, displayed: what ``%workflow status`` and ``%workflow wait`` return."""
+
+    state: WorkflowState
+
+    def __repr__(self) -> str:
+        s = self.state
+        lines = [f"{s.instance_id}  {s.name}  {s.status.value}"]
+        if s.custom_status is not None:
+            lines.append(f"  custom status: {s.custom_status}")
+        if s.status is WorkflowStatus.COMPLETED:
+            output = s.output.model_dump(mode="json") if hasattr(s.output, "model_dump") else s.output
+            lines.append(f"  output: {_json(output, 500)}")
+        if s.error:
+            lines.append(f"  error: {s.error}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        s = self.state
+        output = s.output.model_dump(mode="json") if hasattr(s.output, "model_dump") else s.output
+        rows = [
+            ("instance", _esc(s.instance_id)),
+            ("workflow", f"{_esc(s.name)} <small>{_esc(s.version)}</small>"),
+            ("status", _status_html(s.status)),
+            ("custom status", _esc(s.custom_status or "")),
+            ("created", format_time(s.created_at)),
+            ("updated", format_time(s.updated_at)),
+            ("duration", format_duration(state_duration(s))),
+        ]
+        if s.status is WorkflowStatus.COMPLETED:
+            rows.append(("output", f"<code>{_esc(_json(output, 2000))}</code>"))
+        if s.error:
+            rows.append(("error", f'<span style="color:#cf222e">{_esc(s.error)}</span>'))
+        if s.parent_instance_id:
+            rows.append(("parent", _esc(s.parent_instance_id)))
+        body = "".join(f'<tr><th style="{_CELL}">{k}</th><td style="{_CELL}">{v}</td></tr>' for k, v in rows)
+        return f'<table style="{_TABLE}">{body}</table>'
+
+
+@dataclass(frozen=True)
+class StateListView:
+    """A listing of instances: what ``%workflow list`` returns."""
+
+    states: tuple[WorkflowState, ...]
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __repr__(self) -> str:
+        if not self.states:
+            return "no workflow instances"
+        rows = [(s.instance_id, s.name, s.status.value, s.custom_status or "") for s in self.states]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(
+            f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows
+        )
+
+    def _repr_html_(self) -> str:
+        return instances_table_html(self.states)
+
+
+def instances_table_html(states: Sequence[WorkflowState], *, selected: str | None = None) -> str:
+    """An HTML table of instance states (id, workflow, version, status, custom status, times)."""
+    if not states:
+        return "<i>no workflow instances</i>"
+    now = datetime.now(timezone.utc)
+    head = "".join(
+        f'<th style="{_CELL}">{h}</th>'
+        for h in ("instance", "workflow", "version", "status", "custom status", "created", "updated", "duration")
+    )
+    rows = []
+    for s in states:
+        mark = ' style="background:#ddf4ff"' if s.instance_id == selected else ""
+        cells = (
+            _esc(s.instance_id),
+            _esc(s.name),
+            f"<small>{_esc(s.version)}</small>",
+            _status_html(s.status),
+            _esc(s.custom_status or ""),
+            format_time(s.created_at),
+            format_time(s.updated_at),
+            format_duration(state_duration(s, now)),
+        )
+        rows.append(f"<tr{mark}>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
+    return f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _payload(event: HistoryEvent) -> Any:
+    for value in (event.input, event.result, event.output, event.data):
+        if value is not None:
+            return value
+    if event.error:
+        return event.error
+    status = event.details.get("status")
+    return status
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """An instance's history, displayed with a timeline: what ``%workflow history`` returns."""
+
+    events: tuple[HistoryEvent, ...]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __repr__(self) -> str:
+        if not self.events:
+            return "no history"
+        lines = []
+        for e in self.events:
+            payload = _payload(e)
+            text = f"{e.event_id:>3}  {e.kind:<26} {e.name or ''}"
+            if payload is not None:
+                text += f"  {_json(payload, 120)}"
+            lines.append(text.rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return timeline_html(timeline_bars(self.events)) + history_table_html(self.events)
+
+
+def history_table_html(events: Sequence[HistoryEvent]) -> str:
+    """Every event with its time and payload, as an HTML table."""
+    if not events:
+        return "<i>no history</i>"
+    start = events[0].timestamp
+    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("#", "time", "+", "kind", "name", "payload"))
+    rows = []
+    for e in events:
+        payload = _payload(e)
+        style = ' style="color:#cf222e"' if e.error else ""
+        rows.append(
+            f"<tr{style}>"
+            f'<td style="{_CELL}">{e.event_id}</td>'
+            f'<td style="{_CELL}">{format_time(e.timestamp)}.{e.timestamp.microsecond // 1000:03d}</td>'
+            f'<td style="{_CELL}">{format_duration(e.timestamp - start)}</td>'
+            f'<td style="{_CELL}">{_esc(e.kind)}</td>'
+            f'<td style="{_CELL}">{_esc(e.name or "")}</td>'
+            f'<td style="{_CELL}"><code>{_esc(_json(payload, 300))}</code></td>'
+            "</tr>"
+        )
+    return f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+# --- timeline ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineBar:
+    """One durable task from schedule to completion: a bar of the timeline."""
+
+    kind: str
+    """``activity``, ``timer``, ``sub-workflow`` or ``event`` (a wait for a signal)."""
+    label: str
+    """Activity, sub-workflow or event name (``timer`` for timers)."""
+    event_id: int
+    """The scheduling event."""
+    start: datetime
+    end: datetime | None
+    """When it completed; ``None`` while it is still open."""
+    outcome: str
+    """``completed``, ``failed`` or ``open``."""
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it took, once it ended."""
+        return None if self.end is None else self.end - self.start
+
+
+_SCHEDULES = {
+    "ActivityScheduled": "activity",
+    "TimerCreated": "timer",
+    "SubOrchestrationScheduled": "sub-workflow",
+    "ExternalSubscribed": "event",
+}
+_COMPLETIONS = {
+    "ActivityCompleted": "completed",
+    "ActivityFailed": "failed",
+    "TimerFired": "completed",
+    "SubOrchestrationCompleted": "completed",
+    "SubOrchestrationFailed": "failed",
+}
+
+
+def _label(event: HistoryEvent, kind: str) -> str:
+    name = event.name or ""
+    if name.startswith("__duroxide_syscall:"):
+        return name.split(":", 1)[1].removesuffix("_ms")
+    if name.startswith("__pi_"):
+        return "pi." + name[len("__pi_") :]
+    return name or kind
+
+
+def timeline_bars(events: Sequence[HistoryEvent]) -> list[TimelineBar]:
+    """Pair every schedule with its completion: where the instance's time went.
+
+    Activities, timers and sub-workflows pair by ``source_event_id``; a wait for a signal
+    pairs with the next event of that name. Unfinished tasks have ``end=None``.
+    """
+    open_: dict[int, tuple[HistoryEvent, str]] = {}
+    waits: dict[str, list[int]] = {}
+    ends: dict[int, tuple[datetime, str]] = {}
+    for e in events:
+        kind = _SCHEDULES.get(e.kind)
+        if kind is not None:
+            open_[e.event_id] = (e, kind)
+            if kind == "event":
+                waits.setdefault(e.name or "", []).append(e.event_id)
+            continue
+        outcome = _COMPLETIONS.get(e.kind)
+        if outcome is not None and e.source_event_id in open_:
+            ends[e.source_event_id] = (e.timestamp, outcome)
+        elif e.kind == "ExternalEvent" and waits.get(e.name or ""):
+            ends[waits[e.name or ""].pop(0)] = (e.timestamp, "completed")
+    bars = []
+    for event_id, (e, kind) in open_.items():
+        end, outcome = ends.get(event_id, (None, "open"))
+        bars.append(TimelineBar(kind, _label(e, kind), event_id, e.timestamp, end, outcome))
+    return bars
+
+
+def timeline_html(bars: Sequence[TimelineBar], *, now: datetime | None = None) -> str:
+    """Bars positioned on one time axis, with their durations on hover and at the right."""
+    if not bars:
+        return ""
+    start = min(b.start for b in bars)
+    open_end = now or datetime.now(timezone.utc)
+    end = max((b.end or open_end) for b in bars)
+    span = max((end - start).total_seconds(), 1e-3)
+    rows = []
+    for b in bars:
+        left = (b.start - start).total_seconds() / span * 100
+        stop = (b.end or open_end) - start
+        width = max(0.4, stop.total_seconds() / span * 100 - left)
+        colour = "#cf222e" if b.outcome == "failed" else _KIND_COLOURS.get(b.kind, "#57606a")
+        dashed = ";opacity:.5" if b.end is None else ""
+        took = format_duration(b.duration) if b.end else "open"
+        rows.append(
+            '<div style="display:flex;align-items:center;height:16px">'
+            f'<div style="width:160px;overflow:hidden;white-space:nowrap;font-size:11px">{_esc(b.label)}</div>'
+            '<div style="position:relative;flex:1;height:10px;background:#f6f8fa">'
+            f'<div title="{_esc(b.kind)} {_esc(b.label)}: {took}" style="position:absolute;left:{left:.2f}%;'
+            f'width:{min(width, 100 - left):.2f}%;height:10px;background:{colour}{dashed}"></div></div>'
+            f'<div style="width:70px;text-align:right;font-size:11px">{took}</div></div>'
+        )
+    total = format_duration(end - start)
+    return f'<div style="margin:4px 0 8px 0"><div style="font-size:11px">timeline, {total}</div>{"".join(rows)}</div>'
+
+
+def view(value: Any) -> StateView | StateListView | HistoryView:
+    """Wrap a state, a list of states or a history for rich display (what the magics return).
+
+    Example:
+        pdn.view(rt.get_workflow(iid))          # HTML in a notebook, stable text in a terminal
+        pdn.view(rt.history(iid))               # events and a timeline
+
+    Raises:
+        TypeError: ``value`` is none of those.
+    """
+    if isinstance(value, WorkflowState):
+        return StateView(value)
+    if isinstance(value, (list, tuple)):
+        items = tuple(value)
+        if all(isinstance(v, WorkflowState) for v in items):
+            return StateListView(items)
+        if all(isinstance(v, HistoryEvent) for v in items):
+            return HistoryView(items)
+    msg = f"pdn.view shows a WorkflowState, a list of them or a history (list of HistoryEvent), not {type(value)!r}."
+    raise TypeError(msg)

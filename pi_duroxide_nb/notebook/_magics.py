@@ -1,0 +1,295 @@
+"""IPython magics: ``%%workflow``, ``%workflow``, ``%workflows`` and ``%workflow_config``.
+
+Thin by design: each magic parses its line, calls a plain function (``define_workflow``,
+the kernel runtime's methods, the dashboard) and returns something that displays.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .._errors import EngineError, PiDuroxideError
+from ._cell import define_workflow
+from ._completion import SUBCOMMANDS, ipython_completer
+from ._display import HistoryView, StateListView, StateView
+from ._replay_hook import _open_replay
+from ._session import kernel_runtime, stop_kernel_runtime
+
+__all__ = ["WorkflowMagics", "load", "unload"]
+
+_COMPLETER_KEYS = ("%workflow", "workflow")
+_USAGE = """\
+%workflow start NAME [--id ID] [JSON]      start an instance (input defaults to {})
+%workflow status ID                        its state
+%workflow wait ID [--timeout S]            wait until it finishes (default 60 s)
+%workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
+%workflow cancel ID                        cancel it
+%workflow history ID                       its events and a timeline
+%workflow list [--name N] [--status S]     instances, newest first
+%workflow replay ID                        open the replay stepper"""
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.splitlines() else ""
+        msg = (
+            f"{what} is not valid JSON: {exc.msg} at column {exc.colno}:\n"
+            f"  {line}\n  {' ' * (exc.colno - 1)}^\n"
+            'Write JSON, e.g. {"service": "api"}: keys and strings in double quotes, true/false/null in lower case.'
+        )
+        raise UsageError(msg) from None
+
+
+def _split(text: str, count: int) -> tuple[list[str], str]:
+    """The first ``count`` words of ``text`` and the rest, untouched (JSON keeps its spaces)."""
+    parts = text.strip().split(None, count)
+    return parts[:count], (parts[count] if len(parts) > count else "")
+
+
+def _flags(text: str, allowed: tuple[str, ...], usage: str) -> dict[str, str]:
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        msg = f"Could not read the arguments ({exc}). Usage: {usage}"
+        raise UsageError(msg) from None
+    found: dict[str, str] = {}
+    while words:
+        flag = words.pop(0)
+        if flag not in allowed or not words:
+            msg = f"Unexpected {flag!r}. Usage: {usage}"
+            raise UsageError(msg)
+        found[flag] = words.pop(0)
+    return found
+
+
+@magics_class
+class WorkflowMagics(Magics):
+    """Durable workflows from notebook cells (``%load_ext pi_duroxide_nb``)."""
+
+    @property
+    def _shell(self) -> Any:
+        assert self.shell is not None, "the magics are registered on a shell"
+        return self.shell
+
+    @no_var_expand
+    @line_cell_magic("workflow")
+    def workflow(self, line: str, cell: str | None = None) -> Any:
+        """Define a workflow from a cell, or start, signal and inspect instances from a line.
+
+        As a cell magic, ``%%workflow NAME [--description TEXT] [--input-model MODEL]`` makes the
+        cell the body of ``def NAME(ctx, input)`` (``yield`` and ``return`` work) and registers
+        it. A cell that instead defines generator functions registers each of them (under
+        NAME when there is exactly one). Re-running an edited cell registers a new version;
+        instances already running keep theirs. Code that breaks replay (``time.time()``,
+        ``random``, ``print``, I/O...) is flagged with a warning naming the safe alternative.
+
+        In [1]: %%workflow deploy --description "Build and deploy"
+           ...: build = yield ctx.pi.tool("bash", {"command": "make"})
+           ...: decision = yield ctx.wait_for_event("approval")
+           ...: return {"deployed": decision["ok"]}
+        Workflow 'deploy' registered (version 0.0.0-c5b1f...).
+
+        As a line magic::
+
+            %workflow start NAME [--id ID] [JSON]      start an instance (input defaults to {})
+            %workflow status ID                        its state
+            %workflow wait ID [--timeout S]            wait until it finishes (default 60 s)
+            %workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
+            %workflow cancel ID                        cancel it
+            %workflow history ID                       its events and a timeline
+            %workflow list [--name N] [--status S]     instances, newest first
+            %workflow replay ID                        open the replay stepper
+
+        In [2]: iid = %workflow start deploy {"service": "api"}
+        In [3]: %workflow signal $iid approval {"ok": true}
+
+        Python twins: ``pdn.define_workflow(name, source)`` and the methods of
+        ``pdn.kernel_runtime()`` (``start_workflow``, ``get_workflow``, ``wait_for_workflow``,
+        ``signal_workflow``, ``cancel_workflow``, ``history``, ``list_workflows``).
+        """
+        try:
+            if cell is not None:
+                return self._define(line, cell)
+            return self._command(_expand_names(line, self._shell.user_ns))
+        except EngineError:
+            raise
+        except PiDuroxideError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="The workflow's name (optional for a cell of def statements).")
+    @argument("--description", "-d", default=None, help="One line shown in listings and to LLMs.")
+    @argument("--input-model", default=None, help="A pydantic model (a name in the notebook) validating inputs.")
+    def _workflow_cell_args(self, line: str) -> None:
+        """%%workflow NAME [--description TEXT] [--input-model MODEL]."""
+
+    def _define(self, line: str, cell: str) -> None:
+        try:
+            args = parse_argstring(self._workflow_cell_args, line)
+        except UsageError as exc:
+            msg = f"{exc}. Usage: %%workflow NAME [--description TEXT] [--input-model MODEL]"
+            raise UsageError(msg) from None
+        model = None
+        if args.input_model:
+            try:
+                model = self._shell.ev(args.input_model)
+            except Exception as exc:
+                msg = (
+                    f"--input-model {args.input_model!r} could not be found ({exc}). Define the model in a cell first."
+                )
+                raise UsageError(msg) from None
+        runtime = kernel_runtime()
+        source = self._shell.transform_cell(cell)
+        filename = self._shell.compile.cache(source)
+        results = define_workflow(
+            args.name,
+            source,
+            description=args.description,
+            input_model=model,
+            registry=runtime.registry,
+            namespace=self._shell.user_ns,
+            filename=filename,
+        )
+        for result in results:
+            print(result)
+
+    def _command(self, line: str) -> Any:
+        (sub, *_), rest = _split(line, 1) if line.strip() else ([""], "")
+        runtime = kernel_runtime()
+        if sub == "start":
+            (name, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
+            if not name:
+                msg = 'Give the workflow to start: %workflow start NAME [JSON], e.g. %workflow start deploy {"x": 1}'
+                raise UsageError(msg)
+            instance_id = None
+            if rest.startswith("--id"):
+                (_, instance_id), rest = _split(rest, 2) if len(rest.split()) >= 2 else (["", ""], "")
+                if not instance_id:
+                    raise UsageError("--id needs a value: %workflow start NAME --id ID [JSON]")
+            data = _parse_json(rest, f"The input of {name!r}") if rest.strip() else {}
+            return runtime.start_workflow(name, data, instance_id=instance_id)
+        if sub in ("status", "wait", "cancel", "history", "replay", "signal"):
+            (iid, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
+            if not iid:
+                msg = f"Give the instance id: %workflow {sub} ID (Tab completes ids; %workflow list shows them)."
+                raise UsageError(msg)
+            if sub == "status":
+                return StateView(runtime.get_workflow(iid))
+            if sub == "history":
+                return HistoryView(tuple(runtime.history(iid)))
+            if sub == "cancel":
+                runtime.cancel_workflow(iid)
+                print(f"Cancel requested for {iid}.")
+                return None
+            if sub == "replay":
+                return _open_replay(runtime, iid)
+            if sub == "wait":
+                flags = _flags(rest, ("--timeout",), "%workflow wait ID [--timeout SECONDS]")
+                timeout = _number(flags.get("--timeout", "60"), "--timeout")
+                return StateView(runtime.wait_for_workflow(iid, timeout=timeout))
+            (event, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
+            if not event:
+                raise UsageError("Give the event name: %workflow signal ID EVENT [JSON]")
+            data = _parse_json(rest, f"The data of event {event!r}") if rest.strip() else None
+            runtime.signal_workflow(iid, event, data)
+            print(f"Sent {event!r} to {iid}.")
+            return None
+        if sub == "list":
+            flags = _flags(rest, ("--name", "--status"), "%workflow list [--name NAME] [--status STATUS]")
+            states = runtime.list_workflows(name=flags.get("--name"), status=flags.get("--status"))
+            return StateListView(tuple(states))
+        hint = f"Unknown subcommand {sub!r}. " if sub else ""
+        msg = f"{hint}Use one of: {', '.join(SUBCOMMANDS)}.\n{_USAGE}"
+        raise UsageError(msg)
+
+    @line_magic("workflows")
+    def workflows(self, line: str) -> Any:
+        """Show the live workflow dashboard of this kernel.
+
+        Registered workflows, instances (filter by workflow and status, paged), the runtime's
+        state, the session transcript; select an instance for its history and timeline; start,
+        signal, cancel or replay from the buttons. It refreshes itself until it is closed.
+
+        In [1]: %workflows
+
+        Python twin: ``pdn.dashboard()``.
+        """
+        if line.strip():
+            raise UsageError("%workflows takes no arguments.")
+        from .ui import dashboard
+
+        return dashboard(kernel_runtime())
+
+    @magic_arguments()
+    @argument("--db", default=None, help="SQLite file or postgresql:// URL; restarts the kernel's runtime on it.")
+    @line_magic("workflow_config")
+    def workflow_config(self, line: str) -> None:
+        """Show or change where this kernel's workflows are stored.
+
+        In [1]: %workflow_config
+        In [2]: %workflow_config --db project.db
+
+        Changing the store stops the current runtime (instances stay in their store) and starts
+        one on the new store. ``$PI_DUROXIDE_DB`` sets the default before ``%load_ext``.
+        Python twin: ``pdn.kernel_runtime(db=...)``.
+        """
+        args = parse_argstring(self.workflow_config, line)
+        try:
+            runtime = kernel_runtime(db=args.db)
+        except PiDuroxideError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"Workflow runtime {runtime.state.value} on {runtime.db}")
+
+
+_DOLLAR_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _expand_names(line: str, namespace: dict[str, Any]) -> str:
+    """Replace ``$name`` with the value of a notebook variable; braces stay as typed (they are JSON)."""
+    return _DOLLAR_NAME.sub(lambda m: str(namespace[m.group(1)]) if m.group(1) in namespace else m.group(0), line)
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        msg = f"{flag} must be a number of seconds, not {text!r}."
+        raise UsageError(msg)
+    return value
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the completer, and start (or attach to) the kernel runtime."""
+    runtime = kernel_runtime()
+    shell.register_magics(WorkflowMagics)
+    for key in _COMPLETER_KEYS:
+        shell.set_hook("complete_command", ipython_completer, str_key=key)
+    print(
+        f"pi_duroxide_nb: workflow runtime on {runtime.db} "
+        "(%workflow_config --db PATH to change; %workflows for the dashboard)",
+        file=sys.stdout,
+    )
+
+
+def unload(shell: Any) -> None:
+    """Close dashboards, stop the runtime's threads and remove the magics and completer."""
+    stop_kernel_runtime()
+    magics = shell.magics_manager.magics
+    for kind, name in (("line", "workflow"), ("cell", "workflow"), ("line", "workflows"), ("line", "workflow_config")):
+        magics[kind].pop(name, None)
+    dispatcher = shell.strdispatchers.get("complete_command")
+    if dispatcher is not None:
+        for key in _COMPLETER_KEYS:
+            dispatcher.strs.pop(key, None)

@@ -1,0 +1,239 @@
+"""What the dashboard shows and does, without widgets: snapshots (view models) and actions.
+
+The controller reads through the runtime (one paged query and one count query per refresh,
+never one call per instance) and validates every action before it reaches the store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..._errors import PayloadError, PiDuroxideError
+from ...engine import RuntimeState, WorkflowRuntime
+from ...models import HistoryEvent, WorkflowState, WorkflowStatus
+from .._display import TimelineBar, timeline_bars
+from .._replay_hook import _open_replay
+
+__all__ = [
+    "DashboardController",
+    "DashboardSnapshot",
+    "HistorySnapshot",
+    "RuntimeSummary",
+    "TranscriptLine",
+    "WorkflowSummary",
+    "parse_json_field",
+]
+
+_TRANSCRIPT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """A registered workflow: name, its versions (oldest first) and description."""
+
+    name: str
+    versions: tuple[str, ...]
+    description: str | None
+
+
+@dataclass(frozen=True)
+class RuntimeSummary:
+    """The runtime's state, store and instance counts per status."""
+
+    state: str
+    db: str
+    engine_mode: str
+    counts: tuple[tuple[str, int], ...]
+    """``(status, count)`` for the statuses that occur, in ``WorkflowStatus`` order."""
+
+    @property
+    def total(self) -> int:
+        """All instances in the store."""
+        return sum(n for _, n in self.counts)
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    """One message an instance sent to the session (``ctx.pi.send_message``)."""
+
+    instance_id: str
+    workflow_name: str
+    content: str
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class DashboardSnapshot:
+    """Everything the dashboard shows at one moment (times excluded from equality)."""
+
+    workflows: tuple[WorkflowSummary, ...]
+    instances: tuple[WorkflowState, ...]
+    """The current page, newest first."""
+    matching: int
+    """Instances matching the filters, over all pages."""
+    page: int
+    page_size: int
+    runtime: RuntimeSummary
+    transcript: tuple[TranscriptLine, ...] | None
+    """``None`` when this runtime offers no transcript."""
+    error: str | None = None
+    """Why the store could not be read, if it could not."""
+    taken_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
+
+    @property
+    def pages(self) -> int:
+        """How many pages the filtered instances fill (at least 1)."""
+        return max(1, -(-self.matching // self.page_size))
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    """One instance's state, every event of its current execution and its timeline."""
+
+    state: WorkflowState
+    events: tuple[HistoryEvent, ...]
+    bars: tuple[TimelineBar, ...]
+
+
+def parse_json_field(text: str, what: str, *, empty: Any = None) -> Any:
+    """Parse a JSON text box; empty text gives ``empty``.
+
+    Raises:
+        PayloadError: not JSON; the message shows the line and column.
+    """
+    if not text.strip():
+        return empty
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = (
+            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}). "
+            'Write JSON, e.g. {"service": "api"}: double-quoted strings, true/false/null in lower case.'
+        )
+        raise PayloadError(msg) from None
+
+
+class DashboardController:
+    """Reads snapshots for the dashboard and runs its actions on one runtime.
+
+    Example:
+        controller = DashboardController(runtime=rt, page_size=50)
+        controller.set_filters(name="deploy", status="Running")
+        snap = controller.snapshot()
+    """
+
+    def __init__(self, *, runtime: WorkflowRuntime, page_size: int = 50) -> None:
+        if not isinstance(page_size, int) or page_size < 1:
+            msg = f"page_size must be a positive integer, not {page_size!r}."
+            raise PayloadError(msg)
+        self.runtime = runtime
+        self.page_size = page_size
+        self.name: str | None = None
+        self.status: WorkflowStatus | None = None
+        self.page = 0
+
+    def set_filters(self, *, name: str | None = None, status: str | WorkflowStatus | None = None) -> None:
+        """Show only one workflow and/or one status; goes back to the first page."""
+        self.name = name or None
+        self.status = WorkflowStatus(status) if status else None
+        self.page = 0
+
+    def set_page(self, page: int) -> None:
+        """Go to a page (from 0); clamped to the pages the last snapshot had."""
+        self.page = max(0, page)
+
+    def snapshot(self) -> DashboardSnapshot:
+        """Read the current state: one count query, one page query, the transcript."""
+        rt = self.runtime
+        workflows = tuple(
+            WorkflowSummary(name, tuple(d.version for d in versions), versions[-1].description if versions else None)
+            for name in rt.registry.workflow_names()
+            for versions in [rt.registry.versions(name)]
+        )
+        try:
+            if rt.state is RuntimeState.STOPPED:
+                msg = "The runtime is stopped. Start a new one (e.g. %workflow_config or pdn.kernel_runtime())."
+                raise PiDuroxideError(msg)
+            all_counts = rt.count_workflows()
+            counts = rt.count_workflows(name=self.name) if self.name else all_counts
+            matching = counts.get(self.status, 0) if self.status else sum(counts.values())
+            pages = max(1, -(-matching // self.page_size))
+            self.page = min(self.page, pages - 1)
+            states = rt.list_workflows(
+                name=self.name, status=self.status, limit=self.page_size, offset=self.page * self.page_size
+            )
+            error = None
+        except PiDuroxideError as exc:
+            all_counts, states, matching, error = {}, [], 0, str(exc)
+        ordered = tuple((s.value, all_counts[s]) for s in WorkflowStatus if all_counts.get(s))
+        summary = RuntimeSummary(rt.state.value, rt.db, rt.engine_mode, ordered)
+        return DashboardSnapshot(
+            workflows=workflows,
+            instances=tuple(states),
+            matching=matching,
+            page=self.page,
+            page_size=self.page_size,
+            runtime=summary,
+            transcript=self._transcript(),
+            error=error,
+        )
+
+    def _transcript(self) -> tuple[TranscriptLine, ...] | None:
+        messages = getattr(self.runtime, "messages", None)
+        if not callable(messages):
+            return None
+        try:
+            entries = list(messages())[-_TRANSCRIPT_LIMIT:]
+        except PiDuroxideError:
+            return ()
+        lines = []
+        for entry in entries:
+            content = getattr(entry, "content", "")
+            lines.append(
+                TranscriptLine(
+                    instance_id=str(getattr(entry, "instance_id", "") or ""),
+                    workflow_name=str(getattr(entry, "workflow_name", "") or ""),
+                    content=content if isinstance(content, str) else json.dumps(content, default=str),
+                    timestamp=getattr(entry, "timestamp", None),
+                )
+            )
+        return tuple(lines)
+
+    def history(self, instance_id: str) -> HistorySnapshot:
+        """An instance's state, events and timeline bars (two store queries)."""
+        state = self.runtime.get_workflow(instance_id)
+        events = tuple(self.runtime.history(instance_id))
+        return HistorySnapshot(state=state, events=events, bars=tuple(timeline_bars(events)))
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def start(self, name: str, input_text: str) -> str:
+        """Start ``name`` with the JSON in ``input_text`` (empty means ``{}``); returns the id."""
+        if not name:
+            raise PayloadError("Pick a workflow to start.")
+        data = parse_json_field(input_text, f"The input of {name!r}", empty={})
+        return self.runtime.start_workflow(name, data)
+
+    def signal(self, instance_id: str, event_name: str, data_text: str) -> None:
+        """Raise ``event_name`` with the JSON in ``data_text`` (empty means ``null``) on an instance."""
+        if not instance_id:
+            raise PayloadError("Select an instance to signal first.")
+        if not event_name.strip():
+            raise PayloadError("Type the event name the workflow waits for (ctx.wait_for_event(name)).")
+        data = parse_json_field(data_text, f"The payload of event {event_name!r}")
+        self.runtime.signal_workflow(instance_id, event_name.strip(), data)
+
+    def cancel(self, instance_id: str) -> None:
+        """Cancel an instance."""
+        if not instance_id:
+            raise PayloadError("Select an instance to cancel first.")
+        self.runtime.cancel_workflow(instance_id, "cancelled from the dashboard")
+
+    def replay(self, instance_id: str) -> Any:
+        """Open the replay stepper on an instance (see ``_open_replay``)."""
+        if not instance_id:
+            raise PayloadError("Select an instance to replay first.")
+        return _open_replay(self.runtime, instance_id)
