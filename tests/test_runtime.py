@@ -296,6 +296,7 @@ def test_time_ids_timers_kv_and_status(registry, rt, iid) -> None:
     assert out["id"] == instance
     assert state.custom_status == '{"phase": "end"}'
     assert rt.get_kv(instance) == {"progress": {"done": [1, 2]}}
+    assert rt.get_kv(instance, "progress") == {"done": [1, 2]} and rt.get_kv(instance, "absent") is None
 
 
 def test_all_returns_values_raises_or_gives_outcomes(registry, rt, iid) -> None:

@@ -11,9 +11,9 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import duroxide
 
@@ -168,6 +168,9 @@ class WorkflowRuntime:
         self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
         self._provider: Any = None
         self._client: Any = None
+        # Starts this runtime queued that the engine has not picked up yet. Only needed without
+        # a store reader (PostgreSQL): there the client reports such instances as NotFound.
+        self._queued: dict[str, WorkflowState] = {}
 
     def __repr__(self) -> str:
         return f"<WorkflowRuntime {self._state.value} db={self.db!r}>"
@@ -345,10 +348,22 @@ class WorkflowRuntime:
             except Exception as exc:
                 msg = f"The engine refused to start workflow {name!r} as {iid!r}: {exc}"
                 raise EngineError(msg, cause=exc) from exc
+            if self._reader is None:
+                now = datetime.now(timezone.utc)
+                self._queued[iid] = WorkflowState(
+                    instance_id=iid,
+                    name=name,
+                    version=definition.version,
+                    status=WorkflowStatus.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                )
         return iid
 
     def _exists(self, instance_id: str) -> bool:
         if self._reader is not None and self._reader.exists(instance_id):
+            return True
+        if instance_id in self._queued:
             return True
         # An instance the engine failed on its first step has no instances row; ask the client.
         return bool(self._client.get_status(instance_id).status != "NotFound")
@@ -431,7 +446,9 @@ class WorkflowRuntime:
         elif self._reader is not None:
             states = self._reader.states(name=name, status=status_text)[offset:]
         else:
-            states = [self._state_from_client(i) for i in client.list_all_instances()]
+            ids = list(client.list_all_instances())
+            states = [self._state_from_client(i) for i in ids]
+            states += [q for i, q in list(self._queued.items()) if i not in ids]
             states = [
                 s
                 for s in states
@@ -463,7 +480,9 @@ class WorkflowRuntime:
         first = client.get_status(instance_id)
         if first.status in ("Completed", "Failed"):
             return self.get_workflow(instance_id)
-        if first.status == "NotFound" and not (self._reader is not None and self._reader.exists(instance_id)):
+        if first.status == "NotFound" and not (
+            instance_id in self._queued or (self._reader is not None and self._reader.exists(instance_id))
+        ):
             raise InstanceNotFoundError(instance_id)
         deadline = time.monotonic() + delay.total_seconds()
         while True:
@@ -524,12 +543,31 @@ class WorkflowRuntime:
             return self._reader.executions(instance_id)
         return [int(e) for e in client.list_executions(instance_id)]
 
-    def get_kv(self, instance_id: str) -> dict[str, Any]:
-        """The KV entries an instance has set (``ctx.kv``), values parsed from JSON."""
-        self._client_ready()
+    @overload
+    def get_kv(self, instance_id: str) -> dict[str, Any]: ...
+
+    @overload
+    def get_kv(self, instance_id: str, key: str) -> Any: ...
+
+    def get_kv(self, instance_id: str, key: str | None = None) -> Any:
+        """The KV entries an instance has set (``ctx.kv``), values parsed from JSON.
+
+        With ``key``, just that entry's value (None if unset); without, a dict of all of them.
+
+        Raises:
+            RuntimeStateError: all entries were asked of a PostgreSQL store, whose client can
+                only read one key at a time.
+        """
+        client = self._client_ready()
+        if key is not None:
+            raw = client.get_kv_value(instance_id, key)
+            return loads_lenient(raw) if raw is not None else None
         if self._reader is not None:
             return self._reader.kv(instance_id)
-        msg = "Reading all KV entries needs the SQLite store; use ctx.kv inside the workflow."
+        msg = (
+            "Listing all KV entries needs the SQLite store; on PostgreSQL the engine reads one key at a "
+            "time: call rt.get_kv(instance_id, key)."
+        )
         raise RuntimeStateError(msg)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -553,7 +591,11 @@ class WorkflowRuntime:
         client = self._client
         status = client.get_status(instance_id)
         if status.status == "NotFound":
+            queued = self._queued.get(instance_id)
+            if queued is not None:
+                return queued
             raise InstanceNotFoundError(instance_id)
+        self._queued.pop(instance_id, None)
         try:
             info = client.get_instance_info(instance_id)
         except Exception:  # failed before its instance row was written: the status is all there is
@@ -568,11 +610,11 @@ class WorkflowRuntime:
             custom_status=status.custom_status,
             parent_instance_id=info.parent_instance_id if info is not None else None,
             execution_id=int(info.current_execution_id) if info is not None else 1,
+            created_at=_from_epoch_ms(info.created_at) if info is not None else None,
+            updated_at=_from_epoch_ms(info.updated_at) if info is not None else None,
         )
 
     def _history_from_client(self, instance_id: str, execution_id: int | None) -> list[HistoryEvent]:
-        from datetime import datetime, timezone
-
         client = self._client
         if client.get_status(instance_id).status == "NotFound":
             raise InstanceNotFoundError(instance_id)
@@ -591,6 +633,10 @@ class WorkflowRuntime:
                 )
             )
         return events
+
+
+def _from_epoch_ms(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, tz=timezone.utc) if isinstance(value, int) and value > 0 else None
 
 
 def _status(value: str | WorkflowStatus) -> WorkflowStatus:
