@@ -216,7 +216,8 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        stack.extend(reversed([c for c in ast.iter_child_nodes(node) if not isinstance(c, _FUNCTION_NODES)]))
+        if not isinstance(node, _FUNCTION_NODES):
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
 def _issues(body: list[ast.stmt], aliases: Mapping[str, str], namespace: Mapping[str, Any]) -> list[DeterminismIssue]:

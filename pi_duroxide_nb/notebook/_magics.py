@@ -135,8 +135,9 @@ class WorkflowMagics(Magics):
 
     def _define(self, line: str, cell: str) -> None:
         try:
-            args = parse_argstring(self._workflow_cell_args, line)
-        except UsageError as exc:
+            # shlex, unlike parse_argstring, drops the quotes around a --description.
+            args = self._workflow_cell_args.parser.parse_args(shlex.split(line))
+        except (UsageError, ValueError) as exc:
             msg = f"{exc}. Usage: %%workflow NAME [--description TEXT] [--input-model MODEL]"
             raise UsageError(msg) from None
         model = None

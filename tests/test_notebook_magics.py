@@ -1,0 +1,222 @@
+"""The magics in a real in-process IPython shell."""
+
+from __future__ import annotations
+
+import keyword
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.completer import provisionalcompleter
+from IPython.core.error import UsageError
+from IPython.core.getipython import get_ipython as _running_shell
+from IPython.testing.globalipapp import start_ipython
+
+import pi_duroxide_nb as pdn
+from tests.conftest import wait_until
+
+EXT = "pi_duroxide_nb"
+
+
+def get_ipython() -> Any:
+    """The process's one test shell (``start_ipython`` returns it only on its first call)."""
+    return start_ipython() or _running_shell()
+
+
+@pytest.fixture
+def shell(registry, db_path: Path, capsys) -> Iterator[Any]:
+    """A shell with the extension loaded on a temporary store and a fresh registry."""
+    ip = get_ipython()
+    pdn.kernel_runtime(db=db_path, registry=registry)  # %load_ext attaches to it
+    ip.run_line_magic("load_ext", EXT)
+    yield ip
+    if EXT in ip.extension_manager.loaded:
+        ip.run_line_magic("unload_ext", EXT)
+    pdn.stop_kernel_runtime()
+
+
+def run(ip: Any, line: str) -> Any:
+    """Run one line like a notebook cell; raise what it raised."""
+    result = ip.run_cell(line)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def wait_for_custom_status(instance: str, value: str) -> None:
+    wait_until(lambda: pdn.kernel_runtime().get_workflow(instance).custom_status == value)
+
+
+def test_load_ext_shows_the_store_once_and_unload_stops_threads(registry, db_path, capsys) -> None:
+    ip = get_ipython()
+    pdn.kernel_runtime(db=db_path, registry=registry)
+    ip.run_line_magic("load_ext", EXT)
+    try:
+        out = capsys.readouterr().out
+        assert out.count(str(db_path)) == 1 and "%workflow_config" in out
+        rt = pdn.kernel_runtime()
+        assert rt.state is pdn.RuntimeState.RUNNING and "workflow" in ip.magics_manager.magics["cell"]
+        ip.run_line_magic("reload_ext", EXT)
+        assert rt.state is pdn.RuntimeState.STOPPED  # reload stopped the old runtime's threads
+        assert pdn.kernel_runtime() is not rt and "workflows" in ip.magics_manager.magics["line"]
+    finally:
+        ip.run_line_magic("unload_ext", EXT)
+    assert "workflow" not in ip.magics_manager.magics["line"]
+    from pi_duroxide_nb.notebook import current_kernel_runtime
+
+    assert current_kernel_runtime() is None
+
+
+def test_cell_and_line_magics_end_to_end(shell, registry) -> None:
+    shell.run_cell_magic(
+        "workflow",
+        'deploy --description "Build and deploy"',
+        "ctx.set_custom_status('awaiting')\n"
+        "decision = yield ctx.wait_for_event('approval')\n"
+        "return {'service': input['service'], 'ok': decision['ok']}\n",
+    )
+    assert registry.workflow("deploy").description == "Build and deploy"
+    shell.user_ns["iid"] = run(shell, '%workflow start deploy --id dep-1 {"service": "api"}')
+    assert shell.user_ns["iid"] == "dep-1"
+    wait_for_custom_status("dep-1", "awaiting")
+    status = run(shell, "%workflow status dep-1")
+    assert repr(status) == "dep-1  deploy  Running\n  custom status: awaiting"
+    assert repr(run(shell, "%workflow list --status Running")) == "dep-1  deploy  Running  awaiting"
+    run(shell, '%workflow signal $iid approval {"ok": true}')
+    done = run(shell, "%workflow wait dep-1 --timeout 30")
+    assert repr(done).splitlines()[0] == "dep-1  deploy  Completed"
+    assert done.state.output == {"service": "api", "ok": True}
+    kinds = [e.kind for e in run(shell, "%workflow history dep-1").events]
+    assert kinds[0] == "OrchestrationStarted" and "ExternalEvent" in kinds and kinds[-1] == "OrchestrationCompleted"
+    assert repr(run(shell, "%workflow list --name nothing")) == "no workflow instances"
+
+
+def test_start_input_defaults_to_empty_object(shell) -> None:
+    shell.run_cell_magic("workflow", "echo", "yield ctx.schedule_timer(1)\nreturn input")
+    instance = run(shell, "%workflow start echo")
+    assert pdn.kernel_runtime().wait_for_workflow(instance, timeout=30).output == {}
+
+
+def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, registry, capsys) -> None:
+    body = "ctx.set_custom_status('waiting')\nv = yield ctx.wait_for_event('go')\nreturn ['{tag}', v]\n"
+    shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v1"))
+    old = run(shell, "%workflow start review --id review-old")
+    wait_for_custom_status(old, "waiting")
+    capsys.readouterr()
+
+    shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v2"))  # the edited cell, re-run
+    line = capsys.readouterr().out.strip()
+    v1, v2 = (d.version for d in registry.versions("review"))
+    assert line == f"Workflow 'review' updated to version {v2}; instances already running keep version {v1}."
+
+    run(shell, "%workflow signal review-old go 1")
+    old_state = run(shell, "%workflow wait review-old --timeout 30").state
+    assert old_state.output == ["v1", 1] and old_state.version == v1
+    new = run(shell, "%workflow start review --id review-new")
+    wait_for_custom_status(new, "waiting")
+    run(shell, "%workflow signal review-new go 2")
+    new_state = run(shell, "%workflow wait review-new --timeout 30").state
+    assert new_state.output == ["v2", 2] and new_state.version == v2
+
+
+def test_cell_goes_through_input_transformers(shell, registry) -> None:
+    # An indented paste and IPython syntax are fixed by transform_cell before parsing.
+    shell.run_cell_magic("workflow", "indented", "    x = yield ctx.schedule_timer(1)\n    return 'ok'\n")
+    shell.run_cell_magic("workflow", "", "def magic_defs(ctx, input):\n    yield ctx.schedule_timer(1)\nhome = %pwd\n")
+    assert {"indented", "magic_defs"} <= set(registry.workflow_names())
+    assert isinstance(shell.user_ns["home"], str)
+
+
+def test_cell_of_definitions_and_input_model(shell, registry) -> None:
+    shell.run_cell("from pydantic import BaseModel\nclass Order(BaseModel):\n    qty: int\n")
+    shell.run_cell_magic("workflow", "order --input-model Order", "yield ctx.schedule_timer(1)\nreturn input.qty * 2")
+    assert registry.workflow("order").input_model is shell.user_ns["Order"]
+    with pytest.raises(UsageError, match="qty"):
+        run(shell, '%workflow start order {"qty": "many"}')
+    assert pdn.kernel_runtime().list_workflows() == []  # nothing was written
+    instance = run(shell, '%workflow start order {"qty": 4}')
+    assert pdn.kernel_runtime().wait_for_workflow(instance, timeout=30).output == 8
+    with pytest.raises(UsageError, match="could not be found"):
+        shell.run_cell_magic("workflow", "x --input-model Missing", "yield ctx.schedule_timer(1)")
+
+
+def test_async_cell_is_a_usage_error_with_the_reason(shell, registry) -> None:
+    with pytest.raises(UsageError, match="async def"):
+        shell.run_cell_magic("workflow", "", "async def bad(ctx, input):\n    return 1\n")
+    result = shell.run_cell("%%workflow bad2\nx = await thing()\nreturn x\n")
+    assert isinstance(result.error_in_exec, UsageError) and "await" in str(result.error_in_exec)
+    assert registry.workflow_names() == []
+
+
+def test_determinism_warning_from_the_cell(shell, registry) -> None:
+    shell.run_cell("import random")
+    with pytest.warns(pdn.DeterminismWarning, match=r"random\.randint.*new_guid"):
+        shell.run_cell_magic("workflow", "dice", "n = random.randint(1, 6)\nyield ctx.schedule_timer(1)\nreturn n")
+    assert registry.workflow_names() == ["dice"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%workflow", "Use one of: start, status"),
+        ("%workflow launch x", "Unknown subcommand 'launch'"),
+        ("%workflow start", "Give the workflow to start"),
+        ("%workflow start nope", "Workflow 'nope' is not registered. Registered workflows: 'known'"),
+        ('%workflow start known {"a": 1,, }', 'not valid JSON: .* column 9:\n  {"a": 1,, }\n          \\^'),
+        ("%workflow status", "Give the instance id"),
+        ("%workflow status missing-id", "No workflow instance 'missing-id'"),
+        ("%workflow wait missing-id --timeout soon", "--timeout must be a number"),
+        ("%workflow list --colour red", "Unexpected '--colour'"),
+        ("%workflow list --status Sleeping", "Unknown workflow status 'Sleeping'"),
+        ("%workflow signal x", "Give the event name"),
+    ],
+)
+def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
+    shell.run_cell_magic("workflow", "known", "yield ctx.schedule_timer(1)")
+    with pytest.raises(UsageError, match=message):
+        run(shell, line)
+    result = shell.run_cell(line)
+    assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_tab_completion(shell) -> None:
+    shell.run_cell_magic("workflow", "alpha", "yield ctx.schedule_timer(1)")
+    shell.run_cell_magic("workflow", "beta", "yield ctx.schedule_timer(1)")
+    run(shell, "%workflow start alpha --id alpha-123")
+
+    def complete(line: str) -> list[str]:
+        # The API Jupyter kernels use for completion requests.
+        # Jedi's Python keywords ("and", "if", ...) always come along; ours are the rest.
+        with provisionalcompleter():
+            return [c.text for c in shell.Completer.completions(line, len(line)) if c.text not in keyword.kwlist]
+
+    assert complete("%workflow st") == ["start", "status"]
+    assert complete("%workflow start ") == ["alpha", "beta"]
+    assert complete("%workflow status al") == ["alpha-123"]
+    assert complete("%workflow list --status Comp") == ["Completed"]
+    assert complete("%workflow list --name b") == ["beta"]
+
+
+def test_workflow_config_switches_the_store(shell, tmp_path, capsys) -> None:
+    old = pdn.kernel_runtime()
+    shell.run_line_magic("workflow_config", f"--db {tmp_path / 'other.db'}")
+    assert "other.db" in capsys.readouterr().out
+    assert old.state is pdn.RuntimeState.STOPPED and pdn.kernel_runtime().db.endswith("other.db")
+
+
+def test_replay_goes_through_the_single_hook(shell, monkeypatch) -> None:
+    shell.run_cell_magic("workflow", "r", "yield ctx.schedule_timer(1)")
+    instance = run(shell, "%workflow start r --id replay-1")
+    from pi_duroxide_nb.notebook import _replay_hook
+
+    monkeypatch.setattr(_replay_hook, "_CANDIDATES", ("pi_duroxide_nb_no_such_module",))
+    with pytest.raises(UsageError, match="replay stepper is not available.*%workflow history replay-1"):
+        run(shell, f"%workflow replay {instance}")
+    fake = types.ModuleType("fake_replay")
+    fake.replay_widget = lambda rt, iid: ("stepper", iid)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_replay", fake)
+    monkeypatch.setattr(_replay_hook, "_CANDIDATES", ("fake_replay",))
+    assert run(shell, f"%workflow replay {instance}") == ("stepper", "replay-1")
