@@ -1,0 +1,231 @@
+"""The dashboard widget, headless: build it, drive it, assert on its state; no leaked comms."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ipywidgets.widgets import widget as widget_module
+
+import pi_duroxide_nb as pdn
+from pi_duroxide_nb.notebook.ui import DashboardController
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def no_leaked_comms() -> Iterator[None]:
+    before = set(widget_module._instances)
+    yield
+    leaked = [w for key, w in widget_module._instances.items() if key not in before]
+    assert not leaked, f"widgets left open: {leaked[:5]}"
+
+
+@pytest.fixture
+def waiting(registry) -> Any:
+    registry.register_activity("work", lambda ctx, x: x * 2)
+
+    @registry.register_workflow("approve", description="Waits for a decision")
+    def approve(ctx, input):
+        doubled = yield ctx.schedule_activity("work", input["n"])
+        ctx.set_custom_status("waiting")
+        decision = yield ctx.wait_for_event("decision")
+        return {"n": doubled, "decision": decision}
+
+    return approve
+
+
+def start_waiting(rt: pdn.WorkflowRuntime, instance_id: str, n: int = 1) -> str:
+    rt.start_workflow("approve", {"n": n}, instance_id=instance_id)
+    wait_until(lambda: rt.get_workflow(instance_id).custom_status == "waiting")
+    return instance_id
+
+
+def test_snapshot_pages_filters_and_counts(rt, waiting, iid, no_leaked_comms) -> None:
+    ids = [start_waiting(rt, f"page-{i}", i) for i in range(5)]
+    rt.signal_workflow(ids[0], "decision", "yes")
+    rt.wait_for_workflow(ids[0], timeout=30)
+    controller = DashboardController(runtime=rt, page_size=2)
+    snap = controller.snapshot()
+    assert [s.instance_id for s in snap.instances] == ["page-4", "page-3"]  # newest first
+    assert snap.matching == 5 and snap.pages == 3
+    assert dict(snap.runtime.counts) == {"Running": 4, "Completed": 1} and snap.runtime.total == 5
+    assert [w.name for w in snap.workflows] == ["approve"] and snap.workflows[0].description == "Waits for a decision"
+    controller.set_page(2)
+    assert [s.instance_id for s in controller.snapshot().instances] == ["page-0"]
+    controller.set_page(99)  # clamped to the last page
+    assert controller.snapshot().page == 2
+    controller.set_filters(status="Completed")
+    snap = controller.snapshot()
+    assert [s.instance_id for s in snap.instances] == ["page-0"] and snap.matching == 1
+    controller.set_filters(name="other")
+    assert controller.snapshot().instances == () and controller.snapshot().matching == 0
+
+
+def test_dashboard_selection_shows_history_and_timeline(rt, waiting, no_leaked_comms) -> None:
+    first = start_waiting(rt, "sel-1")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        assert [v for _, v in dash.instances.options] == [first]
+        assert dash.instances.value is None and dash.selected_history is None
+        dash.instances.value = first  # what a click in the front end does
+        history = dash.selected_history
+        assert history is not None and history.state.instance_id == first
+        assert [e.kind for e in history.events][:3] == [
+            "OrchestrationStarted",
+            "ActivityScheduled",
+            "ActivityCompleted",
+        ]
+        assert [(b.kind, b.label, b.outcome) for b in history.bars] == [
+            ("activity", "work", "completed"),
+            ("event", "decision", "open"),
+        ]
+        second = start_waiting(rt, "sel-2")
+        dash.refresh()
+        assert [v for _, v in dash.instances.options] == [second, first]
+        assert dash.instances.value == first  # new rows do not move the selection
+        assert dash.live is False and "live=False" in repr(dash)
+    finally:
+        dash.close()
+
+
+def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms) -> None:
+    instance = start_waiting(rt, "act-1")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        dash.start_name.value = "approve"
+        dash.start_input.value = '{"n": 2,}'
+        dash.start_button.click()
+        assert "not valid JSON" in dash.last_action and "line 1, column 9" in dash.last_action
+        assert rt.count_workflows() == {pdn.WorkflowStatus.RUNNING: 1}  # nothing reached the store
+
+        dash.start_input.value = '{"n": 2}'
+        dash.start_button.click()
+        assert dash.last_action.startswith("Started 'approve' as ")
+        assert sum(rt.count_workflows().values()) == 2 and dash.snapshot.runtime.total == 2
+
+        dash.select(instance)
+        dash.event_name.value = "decision"
+        dash.event_payload.value = "{approve}"
+        dash.signal_button.click()
+        assert "not valid JSON" in dash.last_action
+        assert rt.get_workflow(instance).status is pdn.WorkflowStatus.RUNNING
+        dash.event_payload.value = '{"ok": true}'
+        dash.signal_button.click()
+        assert dash.last_action == "Sent 'decision' to act-1."
+        assert rt.wait_for_workflow(instance, timeout=30).output == {"n": 2, "decision": {"ok": True}}
+
+        other = start_waiting(rt, "act-2")
+        dash.refresh()
+        dash.select(other)
+        dash.cancel_button.click()
+        assert dash.last_action == "Cancel requested for act-2."
+        state = rt.wait_for_workflow(other, timeout=30)
+        assert state.status is pdn.WorkflowStatus.FAILED and "cancel" in (state.error or "")
+
+        dash.replay_button.click()  # the hook: an error message until the stepper exists, or its widget
+        assert dash.last_action == "Replaying act-2." or "replay stepper is not available" in dash.last_action
+    finally:
+        dash.close()
+
+
+def test_dashboard_refreshes_itself_and_close_stops_it(rt, waiting, no_leaked_comms) -> None:
+    dash = pdn.dashboard(rt, refresh_interval=0.05)
+    refresher = dash.refresher
+    assert dash.live and refresher is not None
+    instance = start_waiting(rt, "live-1")  # started behind the dashboard's back
+    wait_until(lambda: instance in [v for _, v in dash.instances.options])
+    dash.instances.value = instance
+    rt.signal_workflow(instance, "decision", 1)
+    # The selected instance's history follows it to completion without a click.
+    wait_until(lambda: dash.selected_history is not None and dash.selected_history.state.status.is_terminal)
+    dash.live_toggle.value = False
+    assert not dash.live and not refresher.running
+    dash.live_toggle.value = True
+    assert dash.live
+    dash.close()
+    assert not dash.live and dash.refresher is None
+    dash.close()  # twice is fine
+
+
+def test_background_updates_go_through_the_kernel_loop(rt, waiting, no_leaked_comms) -> None:
+    rendered_on: list[str] = []
+
+    async def scenario() -> None:
+        dash = pdn.dashboard(rt, refresh_interval=0.05)
+        original = dash._render
+
+        def spy(*args: Any) -> None:
+            rendered_on.append(threading.current_thread().name)
+            original(*args)
+
+        dash._render = spy  # type: ignore[method-assign]
+        try:
+            instance = "loop-1"
+            await asyncio.to_thread(start_waiting, rt, instance)
+            # The loop stays free while we wait in a thread; the render runs on it.
+            await asyncio.to_thread(wait_until, lambda: instance in [v for _, v in dash.instances.options])
+        finally:
+            dash.close()
+
+    asyncio.run(scenario())
+    assert rendered_on and set(rendered_on) == {threading.main_thread().name}
+
+
+def test_refresh_errors_are_shown_not_printed(rt, waiting, capsys, no_leaked_comms) -> None:
+    dash = pdn.dashboard(rt, refresh_interval=0.05)
+    try:
+
+        def broken() -> Any:
+            raise RuntimeError("store unreachable")
+
+        dash.controller.snapshot = broken  # type: ignore[method-assign]
+        wait_until(lambda: "store unreachable" in dash.last_action)
+        assert dash.live
+    finally:
+        dash.close()
+    assert capsys.readouterr().out == ""
+
+
+def test_transcript_section(rt, waiting, no_leaked_comms) -> None:
+    @rt.registry.register_workflow("chatty")
+    def chatty(ctx, input):
+        yield ctx.pi.send_message(f"hello from {ctx.instance_id}")
+        return None
+
+    rt.set_host(pdn.InMemoryAgentHost())
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        if not hasattr(rt, "messages"):
+            assert dash.snapshot.transcript is None
+            return
+        assert dash.snapshot.transcript == ()
+        rt.wait_for_workflow(rt.start_workflow("chatty", None, instance_id="chat-1"), timeout=30)
+        wait_until(lambda: rt.messages())
+        dash.refresh()
+        assert [(m.instance_id, m.content) for m in dash.snapshot.transcript] == [("chat-1", "hello from chat-1")]
+    finally:
+        dash.close()
+
+
+def test_stopping_the_kernel_runtime_closes_its_dashboards(registry, db_path, no_leaked_comms) -> None:
+    rt = pdn.kernel_runtime(db=db_path, registry=registry)
+    try:
+        dash = pdn.dashboard(refresh_interval=0.05)
+        assert dash.controller.runtime is rt and dash.live
+    finally:
+        pdn.stop_kernel_runtime()
+    assert not dash.live and rt.state is pdn.RuntimeState.STOPPED
+
+
+def test_stopped_runtime_is_reported_not_raised(make_runtime, no_leaked_comms) -> None:
+    rt = make_runtime().start()
+    rt.shutdown()
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        assert dash.snapshot.error is not None and "stopped" in dash.snapshot.error
+        assert dash.snapshot.runtime.state == "stopped"
+    finally:
+        dash.close()
