@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import reprlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import PayloadError, PiDuroxideError, WorkflowNotFoundError
-from ..engine import WorkflowDefinition, WorkflowRegistry, code_version
+from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version
 from ._context import ReplayRegistry
 from ._history import RecordedEvent, ReplayHistory, load_history
 from ._matcher import Action, Record, ReplayRun
@@ -31,6 +32,7 @@ __all__ = [
     "replay_check",
 ]
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _LOCALS_LIMIT = 160
 _MAX_LOCALS = 40
 _repr = reprlib.Repr()
@@ -42,10 +44,14 @@ _repr.maxlevel = 3
 
 
 def _safe_repr(value: Any) -> str:
+    if isinstance(value, WorkflowContext):
+        return f"<ctx {value.workflow_name!r} instance={value.instance_id!r}>"
     try:
         text = _repr.repr(value)
     except Exception as exc:  # a user object whose __repr__ raises must not break stepping
         text = f"<{type(value).__name__}: repr failed: {exc}>"
+    # Addresses differ on every re-run; without them, a step's snapshot is the same each time.
+    text = _ADDRESS.sub("", text)
     return text if len(text) <= _LOCALS_LIMIT else text[: _LOCALS_LIMIT - 3] + "..."
 
 
