@@ -464,7 +464,8 @@ class AnthropicModel(ChatModel):
         if opts.system_prompt:
             request["system"] = opts.system_prompt
         if opts.temperature is not None:
-            request["temperature"] = opts.temperature
+            # Sent as a raw body field: some SDK releases dropped the keyword, the API still takes it.
+            request["extra_body"] = {"temperature": opts.temperature}
         if tools:
             request["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
