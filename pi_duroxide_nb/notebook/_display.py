@@ -35,8 +35,11 @@ _STATUS_COLOURS = {
     WorkflowStatus.PENDING: "#9a6700",
 }
 _KIND_COLOURS = {"activity": "#1f6feb", "timer": "#9a6700", "sub-workflow": "#8250df", "event": "#57606a"}
-_TABLE = "border-collapse:collapse;font-size:12px"
-_CELL = "padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top"
+_TABLE_STYLE = (
+    "<style>.pdn-t{border-collapse:collapse;font-size:12px}.pdn-t td,.pdn-t th{padding:2px 8px;"
+    "border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}.pdn-t .err{color:#cf222e}</style>"
+)
+_TABLE_OPEN = f'{_TABLE_STYLE}<table class="pdn-t">'
 
 
 def _esc(value: Any) -> str:
@@ -124,8 +127,8 @@ class StateView:
             rows.append(("error", f'<span style="color:#cf222e">{_esc(s.error)}</span>'))
         if s.parent_instance_id:
             rows.append(("parent", _esc(s.parent_instance_id)))
-        body = "".join(f'<tr><th style="{_CELL}">{k}</th><td style="{_CELL}">{v}</td></tr>' for k, v in rows)
-        return f'<table style="{_TABLE}">{body}</table>'
+        body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        return f"{_TABLE_OPEN}{body}</table>"
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def instances_table_html(states: Sequence[WorkflowState], *, selected: str | Non
         return "<i>no workflow instances</i>"
     now = datetime.now(timezone.utc)
     head = "".join(
-        f'<th style="{_CELL}">{h}</th>'
+        f"<th>{h}</th>"
         for h in ("instance", "workflow", "version", "status", "custom status", "created", "updated", "duration")
     )
     rows = []
@@ -172,8 +175,8 @@ def instances_table_html(states: Sequence[WorkflowState], *, selected: str | Non
             format_time(s.updated_at),
             format_duration(state_duration(s, now)),
         )
-        rows.append(f"<tr{mark}>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
-    return f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        rows.append(f"<tr{mark}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"{_TABLE_OPEN}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _payload(event: HistoryEvent) -> Any:
@@ -216,22 +219,17 @@ def history_table_html(events: Sequence[HistoryEvent]) -> str:
     if not events:
         return "<i>no history</i>"
     start = events[0].timestamp
-    head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("#", "time", "+", "kind", "name", "payload"))
+    head = "".join(f"<th>{h}</th>" for h in ("#", "time", "+", "kind", "name", "payload"))
     rows = []
     for e in events:
         payload = _payload(e)
-        style = ' style="color:#cf222e"' if e.error else ""
+        millis = f"{e.timestamp.microsecond // 1000:03d}"
         rows.append(
-            f"<tr{style}>"
-            f'<td style="{_CELL}">{e.event_id}</td>'
-            f'<td style="{_CELL}">{format_time(e.timestamp)}.{e.timestamp.microsecond // 1000:03d}</td>'
-            f'<td style="{_CELL}">{format_duration(e.timestamp - start)}</td>'
-            f'<td style="{_CELL}">{_esc(e.kind)}</td>'
-            f'<td style="{_CELL}">{_esc(e.name or "")}</td>'
-            f'<td style="{_CELL}"><code>{_esc(_json(payload, 300))}</code></td>'
-            "</tr>"
+            f"<tr{' class=err' if e.error else ''}><td>{e.event_id}</td><td>{format_time(e.timestamp)}.{millis}</td>"
+            f"<td>{format_duration(e.timestamp - start)}</td><td>{_esc(e.kind)}</td><td>{_esc(e.name or '')}</td>"
+            f"<td><code>{_esc(_json(payload, 300))}</code></td></tr>"
         )
-    return f'<table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f"{_TABLE_OPEN}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 # --- timeline ------------------------------------------------------------------------------------
@@ -311,6 +309,13 @@ def timeline_bars(events: Sequence[HistoryEvent]) -> list[TimelineBar]:
     return bars
 
 
+_TIMELINE_STYLE = (
+    "<style>.pdn-tl{margin:4px 0 8px 0;font-size:11px}.pdn-tl .r{display:flex;align-items:center;height:16px}"
+    ".pdn-tl .l{width:160px;overflow:hidden;white-space:nowrap}.pdn-tl .t{position:relative;flex:1;height:10px;"
+    "background:#f6f8fa}.pdn-tl .b{position:absolute;height:10px}.pdn-tl .d{width:70px;text-align:right}</style>"
+)
+
+
 def timeline_html(bars: Sequence[TimelineBar], *, now: datetime | None = None) -> str:
     """Bars positioned on one time axis, with their durations on hover and at the right."""
     if not bars:
@@ -322,21 +327,19 @@ def timeline_html(bars: Sequence[TimelineBar], *, now: datetime | None = None) -
     rows = []
     for b in bars:
         left = (b.start - start).total_seconds() / span * 100
-        stop = (b.end or open_end) - start
-        width = max(0.4, stop.total_seconds() / span * 100 - left)
+        stop = ((b.end or open_end) - start).total_seconds() / span * 100
+        width = min(max(0.4, stop - left), 100 - left)
         colour = "#cf222e" if b.outcome == "failed" else _KIND_COLOURS.get(b.kind, "#57606a")
-        dashed = ";opacity:.5" if b.end is None else ""
         took = format_duration(b.duration) if b.end else "open"
+        fade = ";opacity:.5" if b.end is None else ""
+        label = _esc(b.label)
         rows.append(
-            '<div style="display:flex;align-items:center;height:16px">'
-            f'<div style="width:160px;overflow:hidden;white-space:nowrap;font-size:11px">{_esc(b.label)}</div>'
-            '<div style="position:relative;flex:1;height:10px;background:#f6f8fa">'
-            f'<div title="{_esc(b.kind)} {_esc(b.label)}: {took}" style="position:absolute;left:{left:.2f}%;'
-            f'width:{min(width, 100 - left):.2f}%;height:10px;background:{colour}{dashed}"></div></div>'
-            f'<div style="width:70px;text-align:right;font-size:11px">{took}</div></div>'
+            f'<div class=r><div class=l>{label}</div><div class=t><div class=b title="{_esc(b.kind)} {label}: {took}" '
+            f'style="left:{left:.2f}%;width:{width:.2f}%;background:{colour}{fade}"></div></div>'
+            f"<div class=d>{took}</div></div>"
         )
     total = format_duration(end - start)
-    return f'<div style="margin:4px 0 8px 0"><div style="font-size:11px">timeline, {total}</div>{"".join(rows)}</div>'
+    return f"{_TIMELINE_STYLE}<div class=pdn-tl><div>timeline, {total}</div>{''.join(rows)}</div>"
 
 
 def view(value: Any) -> StateView | StateListView | HistoryView:
