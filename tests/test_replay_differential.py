@@ -348,6 +348,7 @@ def test_engine_and_stepper_agree_on_schedule_mismatch(engine_rt, registry, iid)
     assert stepper.divergence.step == 1
     assert stepper.divergence.expected.kind == "ActivityScheduled" and stepper.divergence.expected.input_text == "1"
     assert stepper.divergence.actual == "ActivityScheduled double(2)"
+    assert stepper.divergence.engine_message == error  # word for word, in the engine's notation
     assert stepper.outcome.status == "nondeterministic"
 
 
@@ -365,6 +366,7 @@ def test_engine_and_stepper_agree_on_missing_action(engine_rt, registry, iid) ->
     error, stepper = _engine_verdict(engine_rt, registry, "nd_missing", original, edited, iid)
     assert stepper.divergence is not None
     assert stepper.divergence.reason == _reason_of(error) == "history schedule but no emitted action"
+    assert stepper.divergence.engine_message == error
     assert stepper.divergence.actual is None
 
 
@@ -382,6 +384,7 @@ def test_engine_and_stepper_agree_on_custom_status_mismatch(engine_rt, registry,
     error, stepper = _engine_verdict(engine_rt, registry, "nd_status", original, edited, iid)
     assert stepper.divergence is not None
     assert stepper.divergence.reason == _reason_of(error) == "custom status mismatch"
+    assert stepper.divergence.engine_message == error
 
 
 def test_engine_and_stepper_agree_on_kv_mismatch(engine_rt, registry, iid) -> None:

@@ -100,6 +100,73 @@ class Action:
         return "KeyValuesCleared"
 
 
+def _rs(value: Any) -> str:
+    """A value the way Rust's ``{:?}`` prints it (strings quoted and escaped, options)."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _some(value: Any) -> str:
+    return "None" if value is None else f"Some({_rs(value)})"
+
+
+def engine_action_text(action: Action) -> str:
+    """An action as the engine's nondeterminism message prints it (Rust debug format)."""
+    if action.kind == "activity":
+        return (
+            f"CallActivity {{ scheduling_event_id: 0, name: {_rs(action.name)}, input: {_rs(action.input)}, "
+            f"session_id: None, tag: {_some(action.tag)} }}"
+        )
+    if action.kind == "timer":
+        return "CreateTimer { scheduling_event_id: 0, fire_at_ms: ... }"
+    if action.kind == "external":
+        return f"WaitExternal {{ scheduling_event_id: 0, name: {_rs(action.name)} }}"
+    if action.kind == "sub_workflow":
+        name, text = _rs(action.name), _rs(action.input)
+        return f"StartSubOrchestration {{ scheduling_event_id: 0, name: {name}, input: {text} }}"
+    if action.kind == "continue_as_new":
+        return f"ContinueAsNew {{ input: {_rs(action.input)} }}"
+    if action.kind == "custom_status":
+        return f"UpdateCustomStatus {{ status: {_some(action.value)} }}"
+    if action.kind == "kv_set":
+        return f"SetKeyValue {{ key: {_rs(action.key)}, value: {_rs(action.value)}, last_updated_at_ms: ... }}"
+    if action.kind == "kv_clear":
+        return f"ClearKeyValue {{ key: {_rs(action.key)} }}"
+    return "ClearKeyValues"
+
+
+def engine_event_text(event: RecordedEvent) -> str:
+    """A history event as the engine's nondeterminism message prints it (Rust debug format)."""
+    f = event.fields
+    if event.kind == "ActivityScheduled":
+        return (
+            f"ActivityScheduled {{ name: {_rs(event.name)}, input: {_rs(event.input_text)}, "
+            f"session_id: {_some(f.get('session_id'))}, tag: {_some(f.get('tag'))} }}"
+        )
+    if event.kind == "TimerCreated":
+        return f"TimerCreated {{ fire_at_ms: {f.get('fire_at_ms')} }}"
+    if event.kind == "ExternalSubscribed":
+        return f"ExternalSubscribed {{ name: {_rs(event.name)} }}"
+    if event.kind == "SubOrchestrationScheduled":
+        return (
+            f"SubOrchestrationScheduled {{ name: {_rs(event.name)}, instance: {_rs(f.get('instance'))}, "
+            f"input: {_rs(event.input_text)} }}"
+        )
+    if event.kind == "CustomStatusUpdated":
+        return f"CustomStatusUpdated {{ status: {_some(f.get('status'))} }}"
+    if event.kind == "KeyValueSet":
+        return (
+            f"KeyValueSet {{ key: {_rs(f.get('key'))}, value: {_rs(f.get('value'))}, "
+            f"last_updated_at_ms: {f.get('last_updated_at_ms')} }}"
+        )
+    if event.kind == "KeyValueCleared":
+        return f"KeyValueCleared {{ key: {_rs(f.get('key'))} }}"
+    return event.kind
+
+
 def _matches(action: Action, event: RecordedEvent) -> bool:
     """The engine's ``action_matches_event_kind``."""
     kind = event.kind

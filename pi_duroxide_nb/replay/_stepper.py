@@ -16,7 +16,7 @@ from .._errors import PayloadError, PiDuroxideError, WorkflowNotFoundError
 from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version
 from ._context import ReplayRegistry
 from ._history import RecordedEvent, ReplayHistory, load_history
-from ._matcher import Action, Record, ReplayRun
+from ._matcher import Action, Record, ReplayRun, engine_action_text, engine_event_text
 
 if TYPE_CHECKING:
     from ..engine import WorkflowRuntime
@@ -146,6 +146,8 @@ class Divergence:
     """What the code emitted there (None when it emitted nothing)."""
     message: str
     """The full explanation, starting with ``nondeterministic: <reason>``."""
+    engine_message: str
+    """The error the engine records, in its own (Rust debug) notation; ``...`` marks wall-clock values."""
 
 
 @dataclass(frozen=True)
@@ -611,7 +613,12 @@ def _divergence(step: int, record: Record) -> Divergence:
         parts.append(f"history has {expected.describe()}")
     parts.append(f"code emitted {actual}" if actual else "code emitted nothing here")
     message = parts[0] + " (" + "; ".join(parts[1:]) + ")."
-    return Divergence(step=step, reason=reason, expected=expected, actual=actual, message=message)
+    engine = f"nondeterministic: {reason}"
+    if reason.endswith(" mismatch") and isinstance(record.actual, Action) and expected is not None:
+        engine += f": action={engine_action_text(record.actual)} vs event={engine_event_text(expected)}"
+    return Divergence(
+        step=step, reason=reason, expected=expected, actual=actual, message=message, engine_message=engine
+    )
 
 
 def _resolve_definition(
