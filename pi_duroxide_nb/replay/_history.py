@@ -188,7 +188,7 @@ class RecordedEvent:
             input_text=input_text,
             payload_text=payload_text,
             error=event.error,
-            fields={k: v for k, v in event.details.items() if k != "duroxide_version"},
+            fields=dict(event.details),
         )
 
 
@@ -382,6 +382,9 @@ def load_history(source: Any) -> ReplayHistory:
         return ReplayHistory.from_json(text)
     if isinstance(source, Sequence):
         items = list(source)
+        if not items:
+            msg = "An empty history cannot be replayed; pass the events of one execution (rt.history(iid))."
+            raise PayloadError(msg)
         if items and all(isinstance(e, HistoryEvent) for e in items):
             return ReplayHistory.from_events(items)
         if items and all(isinstance(e, (Mapping, str)) for e in items):
