@@ -282,4 +282,4 @@ def test_locals_are_safe_and_truncated() -> None:
 
     snap = pdn.ReplayStepper.from_history(APPROVED, noisy).step()
     assert len(snap.locals["big"]) <= 160 and "..." in snap.locals["big"]
-    assert snap.locals["loud"] == "<Loud: repr failed: no repr for you>"
+    assert snap.locals["loud"] == "<Loud instance>"  # its __repr__ raised; stepping goes on
