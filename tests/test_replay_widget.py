@@ -1,0 +1,79 @@
+"""The replay widget, headless: build it, click it, assert on its state; no leaked comms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ipywidgets.widgets import widget as widget_module
+
+import pi_duroxide_nb as pdn
+from pi_duroxide_nb.notebook.ui._replay import ReplayWidget, replay_widget
+from tests import replay_workflows as wf
+
+FIXTURES = Path(__file__).with_name("replay_fixtures")
+
+
+@pytest.fixture
+def no_leaked_comms() -> Iterator[None]:
+    before = set(widget_module._instances)
+    yield
+    leaked = [w for key, w in widget_module._instances.items() if key not in before]
+    assert not leaked, f"widgets left open: {leaked[:5]}"
+
+
+def test_buttons_and_slider_move_the_stepper(no_leaked_comms) -> None:
+    widget = ReplayWidget(pdn.ReplayStepper.from_history(FIXTURES / "deploy_approved.json", wf.deploy))
+    try:
+        assert widget.step is None and widget.slider.max == 5 and widget.back_button.disabled
+        widget.step_button.click()
+        assert widget.slider.value == 1 and widget.step.index == 1
+        assert "pdn-current" in widget.source.value
+        current = next(line for line in widget.source.value.split("</div>") if "pdn-current" in line)
+        assert f"{widget.step.line:>4}" in current and "make build" in current
+        assert "from history" in widget.details.value and "__pi_tool" in widget.details.value
+        widget.end_button.click()
+        assert widget.stepper.done and widget.slider.value == 5 and widget.step_button.disabled
+        assert "code ended" in widget.details.value
+        widget.back_button.click()
+        assert widget.slider.value == 4
+        widget.slider.value = 2
+        assert widget.step.index == 2
+        widget.first_button.click()
+        assert widget.step.index == 1 and widget.back_button.disabled
+        assert widget.verdict.value == ""  # the recorded code replays cleanly
+    finally:
+        widget.close()
+
+
+def test_divergence_shows_a_red_panel_with_expected_and_actual(no_leaked_comms) -> None:
+    def deploy_v2(ctx, input):
+        return (yield ctx.pi.tool("bash", {"command": "make build --fast"}))
+
+    widget = ReplayWidget(pdn.ReplayStepper.from_history(FIXTURES / "deploy_approved.json", deploy_v2))
+    try:
+        assert "pdn-divergence" in widget.verdict.value and "schedule mismatch" in widget.verdict.value
+        widget.end_button.click()
+        assert widget.step.kind == "divergence"
+        assert "history (expected)" in widget.details.value and "--fast" in widget.details.value
+    finally:
+        widget.close()
+
+
+def test_replay_widget_on_a_running_instance(registry, make_runtime, iid, no_leaked_comms) -> None:
+    wf.register(registry)
+    host = pdn.InMemoryAgentHost(tools={"bash": lambda args: {"exitCode": 0, "stdout": args["command"]}})
+    rt = make_runtime(host=host).start()
+    instance = rt.start_workflow("deploy", {"service": "api"}, instance_id=iid("deploy"))
+    from tests.conftest import wait_until
+
+    wait_until(lambda: rt.get_workflow(instance).custom_status == "awaiting-approval")
+    widget = replay_widget(rt, instance)
+    try:
+        widget.end_button.click()
+        assert widget.step.status == "waiting" and widget.step.task.kind == "event"
+        assert "scheduled, no result yet" in widget.details.value
+        assert repr(widget).startswith("<ReplayWidget <ReplayStepper 'deploy'")
+    finally:
+        widget.close()
