@@ -134,7 +134,7 @@ def replay_html(step: ReplayStep | None, stepper: ReplayStepper) -> str:
     return "".join(parts)
 
 
-class ReplayWidget(widgets.VBox):
+class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
     """Step through an instance's history: first / back / step / run to end, a slider, the code.
 
     Example:
@@ -146,7 +146,8 @@ class ReplayWidget(widgets.VBox):
         self._total = stepper.total
         history = stepper.history
         title = (
-            f"<b>Replay</b> <code>{_esc(history.workflow_name)}</code> instance <code>{_esc(history.instance_id)}</code>"
+            f"<b>Replay</b> <code>{_esc(history.workflow_name)}</code>"
+            f" instance <code>{_esc(history.instance_id)}</code>"
             f" execution {history.execution_id} · version <code>{_esc(stepper.definition.version[-12:])}</code>"
             f" · {len(history)} events · {self._total} steps"
         )
