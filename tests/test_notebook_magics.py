@@ -168,7 +168,8 @@ def test_determinism_warning_from_the_cell(shell, registry) -> None:
         ('%workflow start known {"a": 1,, }', 'not valid JSON: .* column 9:\n  {"a": 1,, }\n          \\^'),
         ("%workflow status", "Give the instance id"),
         ("%workflow status missing-id", "No workflow instance 'missing-id'"),
-        ("%workflow wait missing-id --timeout soon", "--timeout must be a number"),
+        ("%workflow wait missing-id --timeout soon", "--timeout must be a non-negative number"),
+        ("%workflow list --limit -3", "--limit must be a non-negative number"),
         ("%workflow list --colour red", "Unexpected '--colour'"),
         ("%workflow list --status Sleeping", "Unknown workflow status 'Sleeping'"),
         ("%workflow signal x", "Give the event name"),
@@ -198,6 +199,17 @@ def test_tab_completion(shell) -> None:
     assert complete("%workflow status al") == ["alpha-123"]
     assert complete("%workflow list --status Comp") == ["Completed"]
     assert complete("%workflow list --name b") == ["beta"]
+    assert complete("%%workflow al") == ["alpha"]
+
+
+def test_list_is_capped_and_says_how_many_matched(shell) -> None:
+    shell.run_cell_magic("workflow", "many", "yield ctx.schedule_timer(1)")
+    for i in range(4):
+        run(shell, f"%workflow start many --id many-{i}")
+    listing = run(shell, "%workflow list --name many --limit 2")
+    assert [s.instance_id for s in listing.states] == ["many-3", "many-2"]
+    assert repr(listing).splitlines()[-1] == "2 of 4 shown (newest first); use --limit N for more"
+    assert len(run(shell, "%workflow list --limit 10")) == 4
 
 
 def test_workflow_config_switches_the_store(shell, tmp_path, capsys) -> None:

@@ -25,6 +25,10 @@ def complete_workflow_line(runtime: WorkflowRuntime | None, text_until_cursor: s
     if not words or not words[0].lstrip("%").startswith("workflow"):
         return []
     position = len(words) - 1  # index of the word being completed, the magic being 0
+    if words[0].startswith("%%"):  # the cell magic: %%workflow NAME [--description ...]
+        if position == 1 and runtime is not None:
+            return runtime.registry.workflow_names()
+        return ["--description", "--input-model"] if position > 1 else []
     if position == 1:
         return list(SUBCOMMANDS)
     sub = words[1]
@@ -42,7 +46,7 @@ def complete_workflow_line(runtime: WorkflowRuntime | None, text_until_cursor: s
             return runtime.registry.workflow_names()
         if previous == "--status":
             return [s.value for s in WorkflowStatus]
-        return ["--name", "--status"]
+        return ["--name", "--status", "--limit"]
     return []
 
 

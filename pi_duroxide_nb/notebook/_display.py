@@ -136,21 +136,28 @@ class StateListView:
     """A listing of instances: what ``%workflow list`` returns."""
 
     states: tuple[WorkflowState, ...]
+    total: int | None = None
+    """How many instances matched, when more than ``states`` holds."""
 
     def __len__(self) -> int:
         return len(self.states)
+
+    def _more(self) -> str:
+        if self.total is None or self.total <= len(self.states):
+            return ""
+        return f"{len(self.states)} of {self.total} shown (newest first); use --limit N for more"
 
     def __repr__(self) -> str:
         if not self.states:
             return "no workflow instances"
         rows = [(s.instance_id, s.name, s.status.value, s.custom_status or "") for s in self.states]
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        return "\n".join(
-            f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows
-        )
+        lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+        return "\n".join(lines + ([self._more()] if self._more() else []))
 
     def _repr_html_(self) -> str:
-        return instances_table_html(self.states)
+        more = f"<div><i>{_esc(self._more())}</i></div>" if self._more() else ""
+        return instances_table_html(self.states) + more
 
 
 def instances_table_html(states: Sequence[WorkflowState], *, selected: str | None = None) -> str:

@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .._errors import EngineError, PiDuroxideError
+from ..models import WorkflowStatus
 from ._cell import define_workflow
 from ._completion import SUBCOMMANDS, ipython_completer
 from ._display import HistoryView, StateListView, StateView
@@ -25,7 +26,8 @@ from ._session import kernel_runtime, stop_kernel_runtime
 
 __all__ = ["WorkflowMagics", "load", "unload"]
 
-_COMPLETER_KEYS = ("%workflow", "workflow")
+_COMPLETER_KEYS = ("%workflow", "workflow", "%%workflow")
+_LIST_LIMIT = 50
 _USAGE = """\
 %workflow start NAME [--id ID] [JSON]      start an instance (input defaults to {})
 %workflow status ID                        its state
@@ -33,7 +35,7 @@ _USAGE = """\
 %workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
 %workflow cancel ID                        cancel it
 %workflow history ID                       its events and a timeline
-%workflow list [--name N] [--status S]     instances, newest first
+%workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
 %workflow replay ID                        open the replay stepper"""
 
 
@@ -107,7 +109,7 @@ class WorkflowMagics(Magics):
             %workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
             %workflow cancel ID                        cancel it
             %workflow history ID                       its events and a timeline
-            %workflow list [--name N] [--status S]     instances, newest first
+            %workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
             %workflow replay ID                        open the replay stepper
 
         In [2]: iid = %workflow start deploy {"service": "api"}
@@ -206,9 +208,16 @@ class WorkflowMagics(Magics):
             print(f"Sent {event!r} to {iid}.")
             return None
         if sub == "list":
-            flags = _flags(rest, ("--name", "--status"), "%workflow list [--name NAME] [--status STATUS]")
-            states = runtime.list_workflows(name=flags.get("--name"), status=flags.get("--status"))
-            return StateListView(tuple(states))
+            usage = "%workflow list [--name NAME] [--status STATUS] [--limit N]"
+            flags = _flags(rest, ("--name", "--status", "--limit"), usage)
+            limit = int(_number(flags.get("--limit", str(_LIST_LIMIT)), "--limit"))
+            only, status = flags.get("--name"), flags.get("--status")
+            states = runtime.list_workflows(name=only, status=status, limit=limit)
+            total = len(states)
+            if len(states) == limit:
+                counts = runtime.count_workflows(name=only)
+                total = counts.get(WorkflowStatus(status), 0) if status else sum(counts.values())
+            return StateListView(tuple(states), total=total)
         hint = f"Unknown subcommand {sub!r}. " if sub else ""
         msg = f"{hint}Use one of: {', '.join(SUBCOMMANDS)}.\n{_USAGE}"
         raise UsageError(msg)
@@ -266,7 +275,7 @@ def _number(text: str, flag: str) -> float:
     except ValueError:
         value = -1.0
     if value < 0:
-        msg = f"{flag} must be a number of seconds, not {text!r}."
+        msg = f"{flag} must be a non-negative number, not {text!r}."
         raise UsageError(msg)
     return value
 
