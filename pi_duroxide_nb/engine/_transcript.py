@@ -136,6 +136,8 @@ class TranscriptStore:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(self._path, timeout=_TIMEOUT_S)
         await conn.execute("PRAGMA journal_mode=WAL")
+        # Survives a killed process (the WAL is on disk); only a power cut may lose the last entries.
+        await conn.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             await conn.execute(statement)
         await conn.commit()
