@@ -69,7 +69,17 @@ def test_the_issue_example_llm_then_a_full_turn_with_a_tool(registry, make_runti
     # The turn's messages are pi messages the models can read back.
     restored = [pdn.AssistantMessage.model_validate(m) for m in out["turn"]["messages"] if m["role"] == "assistant"]
     assert restored[0].tool_calls == [pdn.ToolCall("read", {"path": "notes.md"}, id="call_1")]
-    assert [e.content for e in rt.messages(state.instance_id)] == ["Hello! / Done reading."]
+    logged = rt.messages(state.instance_id)  # the turn's tool call, then the message
+    assert [e.custom_type for e in logged] == ["workflow_tool_call", "workflow_message"]
+    assert logged[0].details == {
+        "name": "read",
+        "args": {"path": "notes.md"},
+        "result": {
+            "content": [{"type": "text", "text": "Remember the milk."}],
+            "details": logged[0].details["result"]["details"],
+        },
+    }
+    assert logged[1].content == "Hello! / Done reading."
 
 
 def test_options_are_per_call_and_bad_options_are_catchable(registry, make_runtime, iid, work) -> None:
@@ -187,6 +197,8 @@ def test_prompt_turn_sends_tool_failures_back_to_the_model(registry, make_runtim
     assert "not available in this turn. Available tools: read" in results[0]["content"][0]["text"]
     assert "invalid arguments: path: Field required" in results[1]["content"][0]["text"]
     assert host.model.calls[0].tool_names == ["read"]
+    logged = rt.messages()
+    assert [(e.details["name"], "error" in e.details) for e in logged] == [("read", True)]
 
 
 def test_model_failures_are_catchable(registry, make_runtime, iid, work) -> None:

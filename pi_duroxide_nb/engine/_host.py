@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from ._context import PI_ACTIVITIES, current_activity
 if TYPE_CHECKING:
     from ._transcript import TranscriptStore
 
-__all__ = ["AgentHost", "pi_activity_functions", "run_maybe_async"]
+__all__ = ["AgentHost", "pi_activity_functions", "record_tool_call", "run_maybe_async"]
 
 
 @runtime_checkable
@@ -52,6 +53,28 @@ def run_maybe_async(value: Any) -> Any:
     return value
 
 
+_Recorder = Callable[[str, Any, "dict[str, Any] | None"], None]
+_RECORDER: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("pi_duroxide_nb_recorder", default=None)
+
+
+def record_tool_call(name: str, args: Any, *, result: Any = None, error: str | None = None) -> None:
+    """Write a ``workflow_tool_call`` transcript entry for a tool a host ran inside a ``ctx.pi`` turn.
+
+    Hosts call it for the tools the model runs during ``ctx.pi.prompt`` and ``ctx.pi.skill``
+    (``ctx.pi.tool`` calls are recorded by the runtime itself). Outside a ``ctx.pi`` activity
+    it does nothing.
+    """
+    recorder = _RECORDER.get()
+    if recorder is None:
+        return
+    details: dict[str, Any] = {"name": name, "args": args}
+    if error is not None:
+        details["error"] = error
+    else:
+        details["result"] = result
+    recorder("workflow_tool_call", f"{name} {json.dumps(args, default=str)}", details)
+
+
 def _require(payload: Any, keys: tuple[str, ...], activity: str) -> dict[str, Any]:
     if not isinstance(payload, dict) or any(k not in payload for k in keys):
         msg = f"Activity {activity!r} expects an input object with keys {list(keys)}, got {payload!r}."
@@ -66,7 +89,8 @@ def pi_activity_functions(
 
     ``send_message`` and ``tool`` also write a transcript entry (``workflow_message``,
     ``workflow_tool_call``) under the calling instance, whatever host is bound; a failed tool
-    call is written with its error before the failure reaches the workflow.
+    call is written with its error before the failure reaches the workflow. During ``llm``,
+    ``skill`` and ``prompt`` a host may record the tools its model runs with ``record_tool_call``.
     """
 
     def record(custom_type: Any, content: Any, details: dict[str, Any] | None) -> None:
@@ -93,9 +117,17 @@ def pi_activity_functions(
             raise NoAgentHostError(msg)
         return host
 
+    def recording(fn: Callable[[], Any]) -> Any:
+        token = _RECORDER.set(record)
+        try:
+            return run_maybe_async(fn())
+        finally:
+            _RECORDER.reset(token)
+
     def llm(payload: Any) -> Any:
         p = _require(payload, ("messages",), PI_ACTIVITIES["llm"])
-        return run_maybe_async(host_for(PI_ACTIVITIES["llm"]).llm(p["messages"], p.get("options") or {}))
+        host = host_for(PI_ACTIVITIES["llm"])
+        return recording(lambda: host.llm(p["messages"], p.get("options") or {}))
 
     def tool(payload: Any) -> Any:
         p = _require(payload, ("name",), PI_ACTIVITIES["tool"])
@@ -112,7 +144,8 @@ def pi_activity_functions(
 
     def skill(payload: Any) -> Any:
         p = _require(payload, ("name",), PI_ACTIVITIES["skill"])
-        return run_maybe_async(host_for(PI_ACTIVITIES["skill"]).skill(p["name"], p.get("input")))
+        host = host_for(PI_ACTIVITIES["skill"])
+        return recording(lambda: host.skill(p["name"], p.get("input")))
 
     def send_message(payload: Any) -> Any:
         p = _require(payload, ("content",), PI_ACTIVITIES["send_message"])
@@ -122,7 +155,8 @@ def pi_activity_functions(
 
     def prompt(payload: Any) -> Any:
         p = _require(payload, ("prompt",), PI_ACTIVITIES["prompt"])
-        return run_maybe_async(host_for(PI_ACTIVITIES["prompt"]).prompt(p["prompt"], p.get("options") or {}))
+        host = host_for(PI_ACTIVITIES["prompt"])
+        return recording(lambda: host.prompt(p["prompt"], p.get("options") or {}))
 
     return {
         PI_ACTIVITIES["llm"]: llm,

@@ -44,11 +44,13 @@ def run_turn(
     *,
     max_steps: int,
     only: Sequence[str] | None = None,
+    record: bool = False,
 ) -> TurnResult:
     """Run the model on ``history`` until it replies without tool calls.
 
     Tool failures (unknown tool, bad arguments, refusals, errors) go back to the model as
-    error results, as pi does, so it can correct itself. ``only`` limits the tools offered.
+    error results, as pi does, so it can correct itself. ``only`` limits the tools offered;
+    ``record`` writes each tool call to the workflow's transcript (inside ``ctx.pi`` activities).
 
     Raises:
         ModelError: the model failed, or it still called tools after ``max_steps`` replies.
@@ -64,7 +66,7 @@ def run_turn(
             return result
         for call in reply.tool_calls:
             if call.name in offered:
-                result.messages.append(tools.call_for_model(call))
+                result.messages.append(tools.call_for_model(call, record=record))
             else:
                 available = ", ".join(offered) or "none"
                 text = f"Tool {call.name!r} is not available in this turn. Available tools: {available}."

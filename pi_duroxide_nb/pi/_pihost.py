@@ -244,4 +244,6 @@ class PiHost:
             only = []
         elif isinstance(opts.tools, list):
             only = opts.tools
-        return run_turn(self._model, [UserMessage(content=text)], self._box, opts, max_steps=self.max_steps, only=only)
+        return run_turn(
+            self._model, [UserMessage(content=text)], self._box, opts, max_steps=self.max_steps, only=only, record=True
+        )

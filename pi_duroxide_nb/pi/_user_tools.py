@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._errors import PiDuroxideError
+from ..engine._host import record_tool_call
 from ._builtin_tools import BUILTIN_TOOLS, ToolEnv
 from ._errors import ToolDeniedError, ToolError
 from ._messages import TextContent, ToolCall, ToolResultMessage, ToolSpec
@@ -195,11 +196,17 @@ class ToolBox:
             msg = f"Tool {name!r} failed: {type(exc).__name__}: {exc}"
             raise ToolError(msg, tool=name, cause=exc) from exc
 
-    def call_for_model(self, call: ToolCall) -> ToolResultMessage:
-        """Run a model's tool call; failures become an error result the model can read."""
+    def call_for_model(self, call: ToolCall, *, record: bool = False) -> ToolResultMessage:
+        """Run a model's tool call; failures become an error result the model can read.
+
+        With ``record``, the call is written to the transcript when it runs inside a ``ctx.pi``
+        activity (a prompt or skill turn of a workflow).
+        """
         try:
             result = self.call(call.name, call.arguments)
         except PiDuroxideError as exc:
+            if record:
+                record_tool_call(call.name, call.arguments, error=f"{type(exc).__name__}: {exc}")
             return ToolResultMessage(
                 tool_call_id=call.id,
                 tool_name=call.name,
@@ -207,6 +214,8 @@ class ToolBox:
                 details={"error": str(exc)},
                 is_error=True,
             )
+        if record:
+            record_tool_call(call.name, call.arguments, result=result)
         blocks = [
             TextContent(text=str(b.get("text", ""))) for b in result.get("content", []) if isinstance(b, dict)
         ] or [TextContent(text="")]
