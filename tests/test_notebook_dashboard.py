@@ -70,7 +70,9 @@ def test_dashboard_selection_shows_history_and_timeline(rt, waiting, no_leaked_c
     try:
         assert [v for _, v in dash.instances.options] == [first]
         assert dash.instances.value is None and dash.selected_history is None
-        dash.instances.value = first  # what a click in the front end does
+        # What the front end sends when a row is clicked: a comm "update" of the Select's index.
+        dash.instances._handle_msg({"content": {"data": {"method": "update", "state": {"index": 0}}}, "buffers": []})
+        assert dash.instances.value == first
         history = dash.selected_history
         assert history is not None and history.state.instance_id == first
         assert [e.kind for e in history.events][:3] == [
@@ -97,7 +99,10 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
     try:
         dash.start_name.value = "approve"
         dash.start_input.value = '{"n": 2,}'
-        dash.start_button.click()
+        # A click as the front end sends it.
+        dash.start_button._handle_msg(
+            {"content": {"data": {"method": "custom", "content": {"event": "click"}}}, "buffers": []}
+        )
         assert "not valid JSON" in dash.last_action and "line 1, column 9" in dash.last_action
         assert rt.count_workflows() == {pdn.WorkflowStatus.RUNNING: 1}  # nothing reached the store
 

@@ -232,3 +232,12 @@ def test_replay_goes_through_the_single_hook(shell, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "fake_replay", fake)
     monkeypatch.setattr(_replay_hook, "_CANDIDATES", ("fake_replay",))
     assert run(shell, f"%workflow replay {instance}") == ("stepper", "replay-1")
+
+
+def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell) -> None:
+    first = run(shell, "%workflows")
+    assert first.controller.runtime is pdn.kernel_runtime() and first.live
+    second = run(shell, "%workflows")
+    assert not first.live and second.live  # the old output's refresh stopped
+    shell.run_line_magic("unload_ext", EXT)
+    assert not second.live

@@ -238,7 +238,12 @@ class WorkflowMagics(Magics):
             raise UsageError("%workflows takes no arguments.")
         from .ui import dashboard
 
-        return dashboard(kernel_runtime())
+        # Re-running the cell replaces its output: close the previous one so its refresh stops.
+        previous, self._dashboard = getattr(self, "_dashboard", None), None
+        if previous is not None:
+            previous.close()
+        self._dashboard = dashboard(kernel_runtime())
+        return self._dashboard
 
     @magic_arguments()
     @argument("--db", default=None, help="SQLite file or postgresql:// URL; restarts the kernel's runtime on it.")
