@@ -61,7 +61,9 @@ def test_load_ext_shows_the_store_once_and_unload_stops_threads(registry, db_pat
         assert rt.state is pdn.RuntimeState.RUNNING and "workflow" in ip.magics_manager.magics["cell"]
         ip.run_line_magic("reload_ext", EXT)
         assert rt.state is pdn.RuntimeState.STOPPED  # reload stopped the old runtime's threads
-        assert pdn.kernel_runtime() is not rt and "workflows" in ip.magics_manager.magics["line"]
+        again = pdn.kernel_runtime()
+        assert again is not rt and "workflows" in ip.magics_manager.magics["line"]
+        assert again.db == rt.db and again.registry is registry  # reload came back on the same store
     finally:
         ip.run_line_magic("unload_ext", EXT)
     assert "workflow" not in ip.magics_manager.magics["line"]
@@ -212,11 +214,18 @@ def test_list_is_capped_and_says_how_many_matched(shell) -> None:
     assert len(run(shell, "%workflow list --limit 10")) == 4
 
 
-def test_workflow_config_switches_the_store(shell, tmp_path, capsys) -> None:
+def test_workflow_config_switches_the_store(shell, tmp_path, capsys, monkeypatch) -> None:
     old = pdn.kernel_runtime()
     shell.run_line_magic("workflow_config", f"--db {tmp_path / 'other.db'}")
     assert "other.db" in capsys.readouterr().out
     assert old.state is pdn.RuntimeState.STOPPED and pdn.kernel_runtime().db.endswith("other.db")
+    current = pdn.kernel_runtime()
+    import pi_duroxide_nb.engine._runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_PI_DEFAULT_DB", tmp_path / "pi.db")
+    with pytest.raises(UsageError, match="pi coding agent"):
+        shell.run_line_magic("workflow_config", f"--db {tmp_path / 'pi.db'}")
+    assert pdn.kernel_runtime() is current and current.state is pdn.RuntimeState.RUNNING  # left as it was
 
 
 def test_replay_goes_through_the_single_hook(shell, monkeypatch) -> None:

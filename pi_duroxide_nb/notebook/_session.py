@@ -14,6 +14,9 @@ __all__ = ["kernel_runtime", "on_kernel_runtime_stop", "stop_kernel_runtime"]
 _lock = threading.RLock()
 _runtime: WorkflowRuntime | None = None
 _closers: list[Callable[[], None]] = []
+# The store and registry last asked for, so %reload_ext comes back on the same ones.
+_chosen_db: str | os.PathLike[str] | None = None
+_chosen_registry: WorkflowRegistry | None = None
 
 
 def kernel_runtime(
@@ -25,7 +28,8 @@ def kernel_runtime(
     ``rt = pdn.kernel_runtime()``. With no argument it returns the running one (or starts one
     on ``$PI_DUROXIDE_DB`` / the per-user default). Passing a ``db`` or ``registry`` other
     than the running runtime's stops it (dashboards close, instances stay in the store) and
-    starts a new one: that is what ``%workflow_config --db PATH`` does.
+    starts a new one: that is what ``%workflow_config --db PATH`` does. The choice is
+    remembered, so ``%reload_ext`` comes back on the same store.
 
     Example:
         rt = pdn.kernel_runtime(db="project.db")
@@ -36,18 +40,22 @@ def kernel_runtime(
         registry: Where workflows come from; ``pdn.default_registry`` (what ``%%workflow``
             and ``pdn.register_workflow`` fill) by default.
     """
-    global _runtime
+    global _runtime, _chosen_db, _chosen_registry
     with _lock:
+        want_db = db if db is not None else _chosen_db
+        want_registry = registry if registry is not None else _chosen_registry
         current = _runtime
         if current is not None and current.state is not RuntimeState.STOPPED:
-            same_db = db is None or _same_db(current.db, db)
-            same_registry = registry is None or registry is current.registry
+            same_db = want_db is None or _same_db(current.db, want_db)
+            same_registry = want_registry is None or want_registry is current.registry
             if same_db and same_registry:
                 return current
+        # Built before the old one stops: a bad db raises here and leaves the kernel as it was.
+        new = WorkflowRuntime(db=want_db, registry=want_registry if want_registry is not None else default_registry)
+        if current is not None:
             stop_kernel_runtime()
-        new = WorkflowRuntime(db=db, registry=registry if registry is not None else default_registry)
         new.start()
-        _runtime = new
+        _runtime, _chosen_db, _chosen_registry = new, want_db, want_registry
         return new
 
 
