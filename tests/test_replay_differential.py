@@ -294,6 +294,23 @@ def test_stepper_walks_every_step_of_every_history(finished) -> None:
     assert first_wait.locals["_"] == "None"
 
 
+def test_stepper_agrees_on_a_cancelled_instance(engine_rt, registry, iid) -> None:
+    @registry.register_workflow("cancellable")
+    def cancellable(ctx, _):
+        yield ctx.schedule_activity("double", 1)
+        ctx.set_custom_status("waiting")
+        return (yield ctx.wait_for_event("never"))
+
+    instance = engine_rt.start_workflow("cancellable", None, instance_id=iid("cancel"))
+    wait_until(lambda: engine_rt.get_workflow(instance).custom_status == "waiting")
+    engine_rt.cancel_workflow(instance, "operator said stop")
+    state = engine_rt.wait_for_workflow(instance, timeout=30)
+    stepper = pdn.ReplayStepper(engine_rt, instance)
+    assert stepper.outcome.status == "cancelled"
+    assert stepper.outcome.error == state.error == "canceled: operator said stop"
+    assert stepper.divergence is None and not stepper.warnings
+
+
 # --- the engine's nondeterminism verdict ------------------------------------------------------
 
 

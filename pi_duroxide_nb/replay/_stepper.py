@@ -165,7 +165,7 @@ class ReplayOutcome:
     """How the replayed code ends against this history."""
 
     status: str
-    """completed, failed, continued_as_new, running (history ends before the code) or nondeterministic."""
+    """completed, failed, continued_as_new, cancelled, running (history ends first) or nondeterministic."""
     output: Any = None
     output_text: str | None = None
     """The output as the engine would store it (``json.dumps``)."""
@@ -563,6 +563,11 @@ def _full_run(
         outcome = ReplayOutcome(status="nondeterministic", error=divergence.message)
     else:
         outcome = ReplayOutcome(status="running")
+    cancel = next((e for e in history.events if e.kind == "OrchestrationCancelRequested"), None)
+    if cancel is not None and divergence is None:
+        # The engine ends a turn that saw a cancellation as cancelled, whatever the code did.
+        reason = cancel.fields.get("reason")
+        outcome = ReplayOutcome(status="cancelled", error=f"canceled: {reason}" if reason else "canceled")
     warnings = [ReplayWarning(w.kind, w.message, w.event.event_id if w.event else None) for w in run.warnings]
     recorded = history.terminal
     if recorded is not None and divergence is None:
@@ -592,6 +597,8 @@ def _outcome_differs(outcome: ReplayOutcome, recorded: RecordedEvent) -> str | N
             return f"History recorded output {recorded.payload_text} but the code now ends with {got}."
     elif recorded.kind == "OrchestrationFailed":
         if (recorded.error or "").startswith("nondeterministic"):
+            return None
+        if outcome.status == "cancelled" and outcome.error == recorded.error:
             return None
         if outcome.status != "failed" or _last_line(outcome.error) != _last_line(recorded.error):
             return f"History recorded failure {_last_line(recorded.error)!r} but the code now ends as {outcome.status}."
