@@ -77,3 +77,17 @@ def test_replay_widget_on_a_running_instance(registry, make_runtime, iid, no_lea
         assert repr(widget).startswith("<ReplayWidget <ReplayStepper 'deploy'")
     finally:
         widget.close()
+
+
+def test_the_notebook_hook_opens_this_widget(registry, make_runtime, iid, no_leaked_comms) -> None:
+    from pi_duroxide_nb.notebook._replay_hook import _open_replay
+
+    wf.register(registry)
+    rt = make_runtime().start()
+    instance = rt.start_workflow("nested", 2, instance_id=iid("nested"))
+    rt.wait_for_workflow(instance, timeout=30)
+    widget = _open_replay(rt, instance)  # what %workflow replay ID and the dashboard's button call
+    try:
+        assert isinstance(widget, ReplayWidget) and widget.stepper.total == 3
+    finally:
+        widget.close()
