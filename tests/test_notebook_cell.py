@@ -144,6 +144,8 @@ def test_determinism_checks_resolve_names_from_earlier_cells() -> None:
     ]
     assert [c for _, c, _ in _issues("d = dt.datetime.now()", dt=dt_module)] == ["dt.datetime.now"]
     assert _issues("x = yield ctx.schedule_activity('a', 1)\nctx.trace_info('fine')") == []
+    # Names that are not imported are not guessed: a local list is not the requests library.
+    assert _issues("requests = []\nrequests.append(1)\nyield ctx.schedule_timer(1)") == []
 
 
 def test_registering_warns_but_does_not_fail(registry) -> None:

@@ -129,6 +129,8 @@ _EXACT: dict[str, tuple[str, str]] = {
     "builtins.input": ("waits for a person outside the engine", "`yield ctx.wait_for_event(name)` and a signal"),
     "io.open": _FILE,
     "os.getenv": _ENV,
+    "os.environ.get": _ENV,
+    "os.getcwd": _ENV,
     "os.urandom": _RANDOM,
     "secrets.token_hex": _RANDOM,
     "urllib.request.urlopen": _NET,
@@ -183,7 +185,12 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
     return aliases
 
 
-def _resolve(dotted: str, aliases: Mapping[str, str], namespace: Mapping[str, Any]) -> str:
+def _resolve(dotted: str, aliases: Mapping[str, str], namespace: Mapping[str, Any]) -> str | None:
+    """The qualified name a call refers to, or ``None`` when its root is not imported or defined.
+
+    Unknown roots are skipped rather than guessed, so a local list called ``requests`` is not
+    taken for the HTTP library.
+    """
     root, _, rest = dotted.partition(".")
     if root in aliases:
         base: str | None = aliases[root]
@@ -192,8 +199,9 @@ def _resolve(dotted: str, aliases: Mapping[str, str], namespace: Mapping[str, An
     elif root in ("print", "open", "input"):
         base = f"builtins.{root}"
     else:
-        base = root
-    base = base or root
+        return None
+    if base is None:
+        return None
     return f"{base}.{rest}" if rest else base
 
 
@@ -229,7 +237,7 @@ def _issues(body: list[ast.stmt], aliases: Mapping[str, str], namespace: Mapping
         attr = node.func.attr if isinstance(node.func, ast.Attribute) else None
         if dotted is None and attr is None:
             continue
-        rule = _rule(_resolve(dotted, aliases, namespace), attr) if dotted else _rule("", attr)
+        rule = _rule((_resolve(dotted, aliases, namespace) if dotted else None) or "", attr)
         if rule is not None:
             call = dotted or f"….{attr}"
             found.append(DeterminismIssue(line=node.lineno, call=call, reason=rule[0], instead=rule[1]))
