@@ -90,3 +90,20 @@ def test_bad_messages_to_llm_are_clear_errors(tmp_path) -> None:
     with pytest.raises(pdn.ToolError, match="names tools this host does not allow"):
         host.llm([{"role": "user", "content": "x"}], {"tools": ["teleport"]})
     assert host.model.calls == []
+
+
+def test_a_bash_result_spread_into_a_tool_result_message_is_accepted(tmp_path) -> None:
+    host = pdn.PiHost(model=pdn.ScriptedModel(["seen"]), cwd=tmp_path)
+    result = host.tool("bash", {"command": "echo hi; exit 1"})
+    reply = host.llm(
+        [
+            {"role": "user", "content": "run it"},
+            {"role": "assistant", "content": [{"type": "toolCall", "id": "c1", "name": "bash", "arguments": {}}]},
+            {"role": "toolResult", "toolCallId": "c1", "toolName": "bash", **result},
+        ],
+        {},
+    )
+    assert reply["content"][0]["text"] == "seen"
+    sent = host.model.calls[0].messages[-1]
+    assert isinstance(sent, pdn.ToolResultMessage) and sent.is_error is True
+    assert sent.text == "hi\n\nCommand exited with code 1"

@@ -176,7 +176,7 @@ def _bash(args: BashArgs, env: ToolEnv) -> dict[str, Any]:
     code = proc.returncode
     text = combined if combined else "(no output)"
     if code != 0:
-        text += f"\n\nCommand exited with code {code}"
+        text = f"{text.rstrip(chr(10))}\n\nCommand exited with code {code}"
     details = {"exitCode": code, "truncated": truncated}
     return {**_text(text, details), "isError": code != 0, "exitCode": code, "stdout": stdout, "stderr": stderr}
 

@@ -171,6 +171,17 @@ Message = Annotated[UserMessage | AssistantMessage | ToolResultMessage, Field(di
 """Any message of a conversation."""
 
 _MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+_TOOL_RESULT_KEYS = {
+    "role",
+    "toolCallId",
+    "tool_call_id",
+    "toolName",
+    "tool_name",
+    "content",
+    "details",
+    "isError",
+    "is_error",
+}
 
 
 class LlmOptions(BaseModel):
@@ -273,6 +284,9 @@ def parse_messages(raw: Iterable[Any], *, where: str) -> tuple[str | None, list[
             continue
         if item.get("role") == "assistant" and isinstance(item.get("content"), str):
             item = {**item, "content": [{"type": "text", "text": item["content"]}]}
+        if item.get("role") == "toolResult":
+            # A tool's result spread into the message may carry extra keys (bash: exitCode, stdout...).
+            item = {k: v for k, v in item.items() if k in _TOOL_RESULT_KEYS}
         items.append(item)
     try:
         messages = _MESSAGES.validate_python(items)
