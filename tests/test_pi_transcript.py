@@ -114,3 +114,18 @@ def test_reading_after_shutdown_is_a_clear_error(make_runtime) -> None:
     rt.shutdown()
     with pytest.raises(pdn.RuntimeStateError, match="shut down"):
         rt.messages()
+
+
+def test_postgres_stores_keep_their_transcript_in_a_local_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PI_DUROXIDE_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    url = "postgresql://user@127.0.0.1:1/workflows"
+    rt = pdn.WorkflowRuntime(db=url)  # nothing connects until the runtime is used
+    other = pdn.WorkflowRuntime(db=url + "2")
+    path = Path(rt.transcript_path)
+    assert path.parent == tmp_path / "data" / "pi_duroxide_nb" / "transcripts"
+    assert path.name.endswith(".transcript.sqlite") and url not in str(path)
+    assert other.transcript_path != rt.transcript_path
+    assert rt.messages() == []  # readable without reaching the database
+    rt.shutdown()
+    other.shutdown()
