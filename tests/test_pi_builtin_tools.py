@@ -191,6 +191,16 @@ def test_user_tools_get_a_validated_model_and_a_generated_schema(work: Path) -> 
     assert specs["weather"].parameters["required"] == ["city"]
 
 
+def test_tool_schemas_are_self_contained(host: pdn.PiHost) -> None:
+    specs = {s.name: s.parameters for s in host._box.specs()}
+    edit = specs["edit"]
+    assert "$defs" not in str(edit) and "$ref" not in str(edit)
+    item = edit["properties"]["edits"]["items"]
+    assert item["required"] == ["oldText", "newText"] and item["type"] == "object"
+    assert specs["read"]["required"] == ["path"] and set(specs["read"]["properties"]) == {"path", "offset", "limit"}
+    assert set(specs["grep"]["properties"]) == {"pattern", "path", "glob", "ignoreCase", "literal", "context", "limit"}
+
+
 class NoArgs(BaseModel):
     pass
 

@@ -43,7 +43,30 @@ class HostTool:
         params = self.parameters
         if params is None:
             params = self.args_model.model_json_schema() if self.args_model is not None else {"type": "object"}
-        return ToolSpec(name=self.name, description=self.description, parameters=params)
+        return ToolSpec(name=self.name, description=self.description, parameters=inline_refs(params))
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with local ``$ref``s to ``$defs`` replaced by the definitions.
+
+    pydantic puts nested models under ``$defs``; some providers and local servers only accept
+    self-contained schemas, as pi's own tool schemas are.
+    """
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and ref not in seen:
+                merged = {**defs[ref[8:]], **{k: v for k, v in node.items() if k != "$ref"}}
+                return resolve(merged, (*seen, ref))
+            return {k: resolve(v, seen) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v, seen) for v in node]
+        return node
+
+    result = resolve(schema, ())
+    return result if isinstance(result, dict) else schema
 
 
 def builtin_tool(name: str, env: ToolEnv) -> HostTool:
