@@ -124,6 +124,8 @@ def test_the_workflow_api_on_postgres(registry, make_runtime, iid, pg_url) -> No
     assert "ExternalEvent" in kinds and "ActivityCompleted" in kinds
     with pytest.raises(pdn.InstanceNotFoundError):
         rt.get_workflow(iid("missing"))
+    with pytest.raises(pdn.InstanceNotFoundError):  # after a short grace for other runtimes' queued starts
+        rt.wait_for_workflow(iid("missing"), timeout=30)
 
 
 def test_two_runtimes_share_a_postgres_database(registry, make_runtime, iid, pg_url) -> None:

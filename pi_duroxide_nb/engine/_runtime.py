@@ -477,13 +477,17 @@ class WorkflowRuntime:
         """
         delay = _timedelta(timeout, "timeout") or timedelta(0)
         client = self._client_ready()
-        first = client.get_status(instance_id)
-        if first.status in ("Completed", "Failed"):
-            return self.get_workflow(instance_id)
-        if first.status == "NotFound" and not (
-            instance_id in self._queued or (self._reader is not None and self._reader.exists(instance_id))
-        ):
-            raise InstanceNotFoundError(instance_id)
+        # Most waits find the instance already known (often already finished): one store read.
+        known = self._reader.states(instance_id=instance_id) if self._reader is not None else []
+        if known and known[0].status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+            return self._typed(known[0])
+        if not known:
+            first = client.get_status(instance_id)
+            if first.status in ("Completed", "Failed"):
+                return self.get_workflow(instance_id)
+            if first.status == "NotFound" and instance_id not in self._queued:
+                if self._reader is not None or not self._appears(instance_id, min(delay.total_seconds(), 2.0)):
+                    raise InstanceNotFoundError(instance_id)
         deadline = time.monotonic() + delay.total_seconds()
         while True:
             remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
@@ -503,6 +507,18 @@ class WorkflowRuntime:
             if time.monotonic() >= deadline:  # pragma: no cover - the engine raises first
                 msg = f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s."
                 raise WorkflowTimeoutError(msg)
+
+    def _appears(self, instance_id: str, within: float) -> bool:
+        """Whether an unseen instance shows up within ``within`` s (PostgreSQL only).
+
+        There the client cannot see a start another runtime queued until the engine picks it
+        up, so an id that is unknown right now may still be a real instance.
+        """
+        try:
+            self._client.wait_for_orchestration(instance_id, max(1, int(within * 1000)))
+        except Exception:  # timed out: it may have started but not finished, or not exist at all
+            pass
+        return bool(self._client.get_status(instance_id).status != "NotFound")
 
     async def wait_for_workflow_async(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
         """``wait_for_workflow`` without blocking the event loop (it waits in a thread)."""
