@@ -133,6 +133,8 @@ class SqliteStoreReader:
                 stdout=subprocess.PIPE,
                 text=True,
                 bufsize=1,
+                # Its own session: a kernel interrupt (SIGINT to the process group) is not for it.
+                start_new_session=True,
             )
         return self._proc
 
