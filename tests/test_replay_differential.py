@@ -282,6 +282,12 @@ def test_stepper_walks_every_step_of_every_history(finished) -> None:
         shown = [e.event_id for s in snaps for e in s.events]
         assert shown == sorted(set(shown)), label
         assert stepper.steps() == snaps, label
+    # a continued execution ends paused at its continue_as_new yield
+    first_round = pdn.ReplayStepper(rt, ids["looper"], execution=1)
+    end = first_round.run_to_end()
+    assert end.kind == "end" and end.task.kind == "continue_as_new" and end.line is not None
+    assert end.outcome.status == "continued_as_new" and end.outcome.continued_input == '{"n": 1}'
+    assert end.custom_status == "round 0"
     # the events workflow shows the dropped early signal in the step that waited on the timer
     stepper = pdn.ReplayStepper(rt, ids["events"])
     timer_step = stepper.step()

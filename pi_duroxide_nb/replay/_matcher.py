@@ -586,8 +586,8 @@ class ReplayRun:
         # History is exhausted: what is left would run live.
         pending = list(self.queue)
         if isinstance(root, _ContinueAsNew):
-            yield Record("step", root, descriptor, window, from_history=root.action is not None, pending=pending)
-            yield Record("end", None, None, [], continued_input=root.input, pending=pending, final=True)
+            # The code ends here: the generator stays paused at its continue_as_new yield.
+            yield Record("end", root, descriptor, window, continued_input=root.input, pending=pending, final=True)
             return
         from_history = root is not None and bool(root.actions()) and all(a.schedule for a in root.actions())
         yield Record(

@@ -499,7 +499,7 @@ class ReplayStepper:
         return snap
 
     def _build(self, index: int, record: Record, run: ReplayRun) -> ReplayStep:
-        frame = run.frame if record.kind != "end" else None
+        frame = run.frame  # None once the code has returned or raised
         local_reprs: dict[str, str] = {}
         if frame is not None:
             for name, value in list(frame.f_locals.items())[:_MAX_LOCALS]:
