@@ -77,8 +77,8 @@ class DashboardSnapshot:
     page: int
     page_size: int
     runtime: RuntimeSummary
-    transcript: tuple[TranscriptLine, ...] | None
-    """``None`` when this runtime offers no transcript."""
+    transcript: tuple[TranscriptLine, ...]
+    """The newest transcript entries (``rt.messages()``), oldest first."""
     error: str | None = None
     """Why the store could not be read, if it could not."""
     taken_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
@@ -181,26 +181,20 @@ class DashboardController:
             error=error,
         )
 
-    def _transcript(self) -> tuple[TranscriptLine, ...] | None:
-        messages = getattr(self.runtime, "messages", None)
-        if not callable(messages):
-            return None
+    def _transcript(self) -> tuple[TranscriptLine, ...]:
         try:
-            entries = list(messages())[-_TRANSCRIPT_LIMIT:]
+            entries = self.runtime.messages()[-_TRANSCRIPT_LIMIT:]
         except PiDuroxideError:
             return ()
-        lines = []
-        for entry in entries:
-            content = getattr(entry, "content", "")
-            lines.append(
-                TranscriptLine(
-                    instance_id=str(getattr(entry, "instance_id", "") or ""),
-                    workflow_name=str(getattr(entry, "workflow_name", "") or ""),
-                    content=content if isinstance(content, str) else json.dumps(content, default=str),
-                    timestamp=getattr(entry, "timestamp", None),
-                )
+        return tuple(
+            TranscriptLine(
+                instance_id=entry.instance_id or "",
+                workflow_name=entry.workflow_name or "",
+                content=entry.content if isinstance(entry.content, str) else json.dumps(entry.content, default=str),
+                timestamp=entry.timestamp,
             )
-        return tuple(lines)
+            for entry in entries
+        )
 
     def history(self, instance_id: str) -> HistorySnapshot:
         """An instance's state, events and timeline bars (two store queries)."""

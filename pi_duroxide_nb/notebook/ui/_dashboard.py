@@ -199,10 +199,7 @@ class WorkflowDashboard(widgets.VBox):
         self._refresher: Refresher | None = None
         if live:
             self._start_refresher()
-        on_message = getattr(runtime, "on_message", None)
-        self._unsubscribe: Callable[[], Any] | None = None
-        if callable(on_message):
-            self._unsubscribe = on_message(lambda *_: self._poke())
+        self._unsubscribe: Callable[[], Any] | None = runtime.on_message(lambda _entry: self._poke())
         self._cancel_stop_hook = on_kernel_runtime_stop(self.close)
 
     def __repr__(self) -> str:
@@ -442,8 +439,6 @@ def _workflows_html(snap: DashboardSnapshot) -> str:
 
 
 def _transcript_html(snap: DashboardSnapshot) -> str:
-    if snap.transcript is None:
-        return "<i>The session transcript is not available with this runtime.</i>"
     if not snap.transcript:
         return "<i>No messages yet (ctx.pi.send_message).</i>"
     rows = "".join(
