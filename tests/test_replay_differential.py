@@ -174,11 +174,13 @@ def _register_primitives(reg: pdn.WorkflowRegistry) -> dict[str, tuple[str, Any]
     @reg.register_workflow("looper")
     def looper(ctx, state):
         n = (state or {}).get("n", 0)
+        seen = ctx.kv.get("rounds", 0)  # KV outlives continue-as-new
+        ctx.kv.set("rounds", seen + 1)
         yield ctx.schedule_activity("double", n)
         ctx.set_custom_status(f"round {n}")
         if n < 2:
             return (yield ctx.continue_as_new({"n": n + 1}))
-        return {"rounds": n + 1}
+        return {"rounds": n + 1, "seen": seen, "status": ctx.get_custom_status()}
 
     @reg.register_workflow("pi_calls")
     def pi_calls(ctx, _):
@@ -265,7 +267,7 @@ def test_stepper_outcome_equals_engine_for_every_primitive(finished) -> None:
     assert states["race_event"].output == {"won": 0, "value": {"by": "ada"}, "lost": 1}
     assert states["fan"].output["oks"] == [True, False, True]
     assert states["parent"].output["a"] == 11 and "negative child input" in states["parent"].output["failure"]
-    assert states["looper"].output == {"rounds": 3}
+    assert states["looper"].output == {"rounds": 3, "seen": 2, "status": "round 2"}
 
 
 def test_stepper_walks_every_step_of_every_history(finished) -> None:
@@ -287,7 +289,9 @@ def test_stepper_walks_every_step_of_every_history(finished) -> None:
     end = first_round.run_to_end()
     assert end.kind == "end" and end.task.kind == "continue_as_new" and end.line is not None
     assert end.outcome.status == "continued_as_new" and end.outcome.continued_input == '{"n": 1}'
-    assert end.custom_status == "round 0"
+    assert end.custom_status == "round 0" and end.kv == {"rounds": 1}
+    third = pdn.ReplayStepper(rt, ids["looper"], execution=3)
+    assert third.history.kv_seed == {"rounds": "2"} and third.step().locals["seen"] == "2"
     # the events workflow shows the dropped early signal in the step that waited on the timer
     stepper = pdn.ReplayStepper(rt, ids["events"])
     timer_step = stepper.step()

@@ -189,6 +189,8 @@ def test_json_export_round_trips_exactly(tmp_path: Path) -> None:
     assert again == history
     assert again.workflow_name == "deploy" and again.version.startswith("0.0.0-c")
     assert pdn.ReplayHistory.from_json(json.dumps([e.to_row() for e in history.events])).events == history.events
+    seeded = dataclasses.replace(history, kv_seed={"rounds": "2"})
+    assert pdn.ReplayHistory.load(seeded.save(tmp_path / "seeded.json")) == seeded
 
 
 def test_from_runtime_history_events_equals_raw_rows(registry, make_runtime, iid) -> None:

@@ -43,13 +43,14 @@ class ReplayOrchestrationContext:
         version: str,
         custom_status: str | None,
         emit: Callable[[StateAction], None],
+        kv: dict[str, str] | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.execution_id = execution_id
         self.orchestration_name = name
         self.orchestration_version = version
         self._status = custom_status
-        self._kv: dict[str, str] = {}
+        self._kv: dict[str, str] = dict(kv or {})
         self._emit = emit
         self.traces: list[tuple[str, str]] = []
 

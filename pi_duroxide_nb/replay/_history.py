@@ -9,6 +9,7 @@ them) or from a JSON export written by ``ReplayHistory.save``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +25,7 @@ from ..models import HistoryEvent
 if TYPE_CHECKING:
     from ..engine import WorkflowRuntime
 
-__all__ = ["RecordedEvent", "ReplayHistory", "load_history"]
+__all__ = ["RecordedEvent", "ReplayHistory", "kv_after", "load_history"]
 
 _FORMAT = "pi_duroxide_nb.replay.history/1"
 _SYSCALL_PREFIX = "__duroxide_syscall:"
@@ -218,6 +219,8 @@ class ReplayHistory:
     instance_id: str
     execution_id: int
     events: tuple[RecordedEvent, ...]
+    kv_seed: Mapping[str, str] = field(default_factory=dict)
+    """KV entries (stored texts) carried in from earlier executions: what ``ctx.kv`` starts with."""
 
     def __post_init__(self) -> None:
         if not self.events or self.events[0].kind != "OrchestrationStarted":
@@ -318,22 +321,33 @@ class ReplayHistory:
                 "SELECT event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
                 (instance_id, exe),
             )
+            # KV outlives continue-as-new: a later execution starts with what earlier ones left.
+            earlier = reader.query(
+                "SELECT event_data FROM history WHERE instance_id = ? AND execution_id < ? "
+                "AND json_extract(event_data, '$.type') IN ('KeyValueSet', 'KeyValueCleared', 'KeyValuesCleared') "
+                "ORDER BY execution_id, event_id",
+                (instance_id, exe),
+            )
         finally:
             reader.close()
         if not rows:
             raise InstanceNotFoundError(instance_id)
-        return cls.from_rows([r[0] for r in rows], instance_id=instance_id, execution_id=exe)
+        history = cls.from_rows([r[0] for r in rows], instance_id=instance_id, execution_id=exe)
+        seed = kv_after([RecordedEvent.from_row(r[0]) for r in earlier])
+        return dataclasses.replace(history, kv_seed=seed) if seed else history
 
     # --- JSON export -----------------------------------------------------------------------
 
     def to_json(self) -> str:
         """The history as JSON text (stored rows, exactly), for fixtures checked in beside tests."""
-        doc = {
+        doc: dict[str, Any] = {
             "format": _FORMAT,
             "instance_id": self.instance_id,
             "execution_id": self.execution_id,
-            "events": [e.to_row() for e in self.events],
         }
+        if self.kv_seed:
+            doc["kv_seed"] = dict(self.kv_seed)
+        doc["events"] = [e.to_row() for e in self.events]
         return json.dumps(doc, indent=1)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -356,12 +370,27 @@ class ReplayHistory:
         if not isinstance(doc, dict) or "events" not in doc:
             msg = "A history file holds {'format': ..., 'events': [...]}; write it with ReplayHistory.save."
             raise PayloadError(msg)
-        return cls.from_rows(doc["events"], instance_id=doc.get("instance_id"), execution_id=doc.get("execution_id"))
+        history = cls.from_rows(doc["events"], instance_id=doc.get("instance_id"), execution_id=doc.get("execution_id"))
+        seed = doc.get("kv_seed") or {}
+        return dataclasses.replace(history, kv_seed={str(k): str(v) for k, v in seed.items()}) if seed else history
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReplayHistory:
         """Read a file written by ``save``."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def kv_after(events: Iterable[RecordedEvent], start: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The KV entries (stored texts) after applying the KV events of ``events`` in order."""
+    kv = dict(start or {})
+    for event in events:
+        if event.kind == "KeyValueSet":
+            kv[str(event.fields.get("key"))] = str(event.fields.get("value"))
+        elif event.kind == "KeyValueCleared":
+            kv.pop(str(event.fields.get("key")), None)
+        elif event.kind == "KeyValuesCleared":
+            kv.clear()
+    return kv
 
 
 def load_history(source: Any) -> ReplayHistory:

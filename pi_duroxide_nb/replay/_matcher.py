@@ -460,6 +460,7 @@ class ReplayRun:
             version=history.version,
             custom_status=started.fields.get("initial_custom_status"),
             emit=self._emit_state,
+            kv=dict(history.kv_seed),
         )
         # drive() is typed as an Iterator; it is a generator, which is what we send into.
         self._drive: Any = drive(definition, registry, self.ctx, _parse(history.input_text))  # type: ignore[arg-type]
