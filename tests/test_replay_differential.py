@@ -12,6 +12,7 @@ the stepper, given the same edited code and the same history, must give the same
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -50,6 +51,26 @@ def _register_primitives(reg: pdn.WorkflowRegistry) -> dict[str, tuple[str, Any]
         if flaky_calls[key] < 2:
             raise RuntimeError(f"flaky {key} attempt {flaky_calls[key]}")
         return {"key": key, "attempts": flaky_calls[key]}
+
+    @reg.register_activity("sleepy")
+    def sleepy(ctx, seconds):
+        time.sleep(seconds)
+        return seconds
+
+    @reg.register_workflow("odds")
+    def odds(ctx, _):
+        empty = yield ctx.all([])
+        try:
+            yield 42  # not a task: the engine layer throws it back without the engine
+        except pdn.PayloadError:
+            bad = "refused"
+        try:
+            yield ctx.schedule_activity_with_retry("sleepy", 0.4, attempts=3, timeout=timedelta(milliseconds=50))
+        except pdn.TaskFailedError as err:
+            timed_out = str(err)
+        fast = yield ctx.race(ctx.schedule_activity("double", 4), ctx.schedule_activity("sleepy", 0.3))
+        named = yield ctx.schedule_sub_orchestration("child", 1, instance_id=f"{ctx.instance_id}-kid")
+        return {"empty": empty, "bad": bad, "timed_out": timed_out, "fast": [fast.index, fast.value], "named": named}
 
     @reg.register_workflow("seq")
     def seq(ctx, n):
@@ -206,6 +227,7 @@ def _register_primitives(reg: pdn.WorkflowRegistry) -> dict[str, tuple[str, Any]
         "parent": ("parent", 10),
         "looper": ("looper", None),
         "pi_calls": ("pi_calls", None),
+        "odds": ("odds", None),
     }
 
 
@@ -267,6 +289,13 @@ def test_stepper_outcome_equals_engine_for_every_primitive(finished) -> None:
     assert states["race_event"].output == {"won": 0, "value": {"by": "ada"}, "lost": 1}
     assert states["fan"].output["oks"] == [True, False, True]
     assert states["parent"].output["a"] == 11 and "negative child input" in states["parent"].output["failure"]
+    assert states["odds"].output == {
+        "empty": [],
+        "bad": "refused",
+        "timed_out": "timeout: activity timed out",
+        "fast": [0, 8],
+        "named": 2,
+    }
     assert states["looper"].output == {"rounds": 3, "seen": 2, "status": "round 2"}
 
 
