@@ -218,6 +218,8 @@ def test_bad_histories_and_code_get_clear_errors(tmp_path: Path) -> None:
         pdn.ReplayStepper.from_history(rows[1:], wf.deploy)
     with pytest.raises(pdn.PayloadError, match="generator function"):
         pdn.ReplayStepper.from_history(APPROVED, lambda ctx, x: x)
+    with pytest.raises(pdn.PayloadError, match="Cannot read the history file"):
+        pdn.replay_check(tmp_path / "missing.json", wf.deploy)
     with pytest.raises(pdn.PayloadError, match="Cannot read a history"):
         pdn.replay_check(42, wf.deploy)
     with pytest.raises(pdn.WorkflowNotFoundError, match="workflow=fn"):

@@ -376,8 +376,17 @@ class ReplayHistory:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReplayHistory:
-        """Read a file written by ``save``."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """Read a file written by ``save``.
+
+        Raises:
+            PayloadError: the file is missing or does not hold a history.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            msg = f"Cannot read the history file {str(path)!r}: {exc.strerror or exc}. Check the path."
+            raise PayloadError(msg, cause=exc) from exc
+        return cls.from_json(text)
 
 
 def kv_after(events: Iterable[RecordedEvent], start: Mapping[str, str] | None = None) -> dict[str, str]:
