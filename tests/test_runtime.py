@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -72,6 +73,9 @@ def test_deploy_example_end_to_end(registry, make_runtime, iid) -> None:
     status = next(e for e in events if e.kind == "CustomStatusUpdated")
     assert status.details["status"] == "awaiting-approval"
     assert events[-1].output == state.output
+    execution, rows = rt.history_rows(instance)
+    assert execution == 1 and len(rows) == len(events)
+    assert json.loads(rows[0])["input"] == '{"service": "api"}'  # payloads as the engine stored them: text
 
 
 # --- lifecycle --------------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def test_bad_signals_raise_and_persist_nothing(registry, make_runtime, iid) -> N
 
 def test_unknown_instances(rt: pdn.WorkflowRuntime, iid) -> None:
     missing = iid("missing")
-    for call in (rt.get_workflow, rt.history, rt.cancel_workflow):
+    for call in (rt.get_workflow, rt.history, rt.history_rows, rt.cancel_workflow):
         with pytest.raises(pdn.InstanceNotFoundError, match=missing):
             call(missing)
     with pytest.raises(pdn.InstanceNotFoundError):

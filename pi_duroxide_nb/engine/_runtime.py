@@ -552,6 +552,26 @@ class WorkflowRuntime:
             raise InstanceNotFoundError(instance_id)
         return events
 
+    def history_rows(self, instance_id: str, *, execution_id: int | None = None) -> tuple[int, list[str]]:
+        """The events of one execution exactly as the engine stored them: ``(execution_id, [json text])``.
+
+        ``history()`` parses payloads; the replay stepper needs the stored texts, because the
+        engine compares inputs byte for byte. SQLite stores only.
+
+        Raises:
+            InstanceNotFoundError: no such instance or execution.
+            RuntimeStateError: the store is PostgreSQL (use ``history()``).
+        """
+        self._client_ready()
+        if self._reader is None:
+            msg = "The stored event rows are read from SQLite stores only; on PostgreSQL use rt.history(...)."
+            raise RuntimeStateError(msg)
+        found = self._reader.history_rows(instance_id, execution_id)
+        if found is None:
+            what = instance_id if execution_id is None else f"{instance_id} (execution {execution_id})"
+            raise InstanceNotFoundError(what)
+        return found
+
     def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance (more than one after continue-as-new)."""
         client = self._client_ready()

@@ -187,6 +187,19 @@ class SqliteStoreReader:
         )
         return [history_event_from_row(int(r[0]), r[1]) for r in rows]
 
+    def history_rows(self, instance_id: str, execution_id: int | None = None) -> tuple[int, list[str]] | None:
+        """The stored event texts of one execution (the current one by default), or None if unknown."""
+        if execution_id is None:
+            found = self.query("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
+            if not found:
+                return None
+            execution_id = int(found[0][0])
+        rows = self.query(
+            "SELECT event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
+            (instance_id, execution_id),
+        )
+        return (execution_id, [str(r[0]) for r in rows]) if rows else None
+
     def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance, oldest first."""
         rows = self.query(

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import InstanceNotFoundError, PayloadError
+from .._errors import PayloadError
 from ..engine import history_event_from_row
 from ..models import HistoryEvent
 
@@ -307,33 +307,17 @@ class ReplayHistory:
         """
         if rt.db.startswith(("postgres://", "postgresql://")):
             return cls.from_events(rt.history(instance_id, execution_id=execution_id))
-        from ..engine._store import SqliteStoreReader
-
-        reader = SqliteStoreReader(rt.db)
-        try:
-            exe = execution_id
-            if exe is None:
-                found = reader.query("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
-                if not found:
-                    raise InstanceNotFoundError(instance_id)
-                exe = int(found[0][0])
-            rows = reader.query(
-                "SELECT event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
-                (instance_id, exe),
-            )
-            # KV outlives continue-as-new: a later execution starts with what earlier ones left.
-            earlier = reader.query(
-                "SELECT event_data FROM history WHERE instance_id = ? AND execution_id < ? "
-                "AND json_extract(event_data, '$.type') IN ('KeyValueSet', 'KeyValueCleared', 'KeyValuesCleared') "
-                "ORDER BY execution_id, event_id",
-                (instance_id, exe),
-            )
-        finally:
-            reader.close()
-        if not rows:
-            raise InstanceNotFoundError(instance_id)
-        history = cls.from_rows([r[0] for r in rows], instance_id=instance_id, execution_id=exe)
-        seed = kv_after([RecordedEvent.from_row(r[0]) for r in earlier])
+        exe, rows = rt.history_rows(instance_id, execution_id=execution_id)
+        # KV outlives continue-as-new: a later execution starts with what earlier ones left.
+        earlier = [
+            event
+            for n in rt.executions(instance_id)
+            if n < exe
+            for event in (RecordedEvent.from_row(r) for r in rt.history_rows(instance_id, execution_id=n)[1])
+            if event.kind in ("KeyValueSet", "KeyValueCleared", "KeyValuesCleared")
+        ]
+        history = cls.from_rows(rows, instance_id=instance_id, execution_id=exe)
+        seed = kv_after(earlier)
         return dataclasses.replace(history, kv_seed=seed) if seed else history
 
     # --- JSON export -----------------------------------------------------------------------
