@@ -81,7 +81,7 @@ class EngineConfig:
     lock_timeout: timedelta = timedelta(seconds=2)
     """Worker and orchestrator lock lease: an item held by a crashed process is retried after it."""
     log_level: str = "error"
-    wal_limit_bytes: int = 4 * 1024 * 1024
+    wal_limit_bytes: int = 16 * 1024 * 1024
     """Checkpoint and truncate the SQLite write-ahead log once it grows past this."""
     wal_busy_wait: timedelta = timedelta(milliseconds=10)
     """The longest a checkpoint during work may hold the engine's writers off, waiting for readers."""
@@ -368,10 +368,12 @@ class WorkflowEngine:
         checkpoint copies it back but cannot restart it either: measured, the log still
         reached 41 MB in 1 000 steps). Only a truncating checkpoint, which holds writers
         off while it waits for a moment with no readers, resets it. So: while work runs,
-        once the log passes the limit, try one with a short wait (the most a writer can
-        stall is that wait, and a try that finds no gap just comes back next round); when
-        the engine goes idle, and at shutdown, truncate whatever is left, waiting longer.
-        The store's reader process runs them: see ``_store_worker``.
+        once the log passes the limit, try one with a short wait (a try that finds no gap
+        just comes back next round); when the engine goes idle, and at shutdown, truncate
+        whatever is left, waiting longer. The store's reader process runs them: see
+        ``_store_worker``. The wait is short, but duroxide's deferred transactions that
+        meet it fail with "database is locked" and back off 200 ms or more, which is why the
+        default limit is 16 MB rather than a few (measured in bench/bench_overhead.py).
         """
         if self._store is None:
             return

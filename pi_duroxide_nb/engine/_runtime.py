@@ -111,7 +111,7 @@ class WorkflowRuntime:
         worker_concurrency: int = 4,
         lock_timeout: timedelta = timedelta(seconds=2),
         log_level: str = "error",
-        wal_limit_bytes: int = 4 * 1024 * 1024,
+        wal_limit_bytes: int = 16 * 1024 * 1024,
         share_with_pi: bool = False,
     ) -> None:
         """Create a runtime; nothing runs until ``start()``.
@@ -129,7 +129,9 @@ class WorkflowRuntime:
             log_level: The engine's log level (error, warn, info, debug).
             wal_limit_bytes: Keep SQLite's write-ahead log near this size while work runs
                 (it is truncated to zero whenever the runtime goes idle). Left alone, the
-                engine lets it grow by about 40 kB per step.
+                engine's log grows by about 40 kB a step up to about 41 MB. Smaller limits
+                cost throughput: each checkpoint during work makes some engine transactions
+                back off (see README, "Engine settings").
             share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
 
         Raises:
