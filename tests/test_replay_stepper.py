@@ -127,11 +127,28 @@ def test_steps_show_task_events_value_line_and_locals() -> None:
 
 
 def test_snapshots_are_immutable() -> None:
-    snap = pdn.ReplayStepper.from_history(APPROVED, wf.deploy).step()
+    def deploy_mutating(ctx, input):
+        build = yield ctx.pi.tool("bash", {"command": f"make build {input['service']}"})
+        build["stdout"] = "changed by the code"  # the generator owns what it was sent
+        return (yield ctx.schedule_activity("fetch", f"https://{input['service']}.example"))
+
+    stepper = pdn.ReplayStepper.from_history(APPROVED, deploy_mutating)
+    snap = stepper.step()
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.index = 9  # type: ignore[misc]
     with pytest.raises(TypeError):
         snap.locals["service"] = "x"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snap.kv["x"] = 1  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snap.events[0].fields["version"] = "edited"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        stepper.history.kv_seed["x"] = "1"  # type: ignore[index]
+    before = (snap.value, dict(snap.locals), snap.kv)
+    later = stepper.step()
+    assert later.kind == "yield" and "changed by the code" in later.locals["build"]
+    assert snap.value == {"exitCode": 0, "stdout": "make build api"}  # later steps leave it as it was
+    assert (snap.value, dict(snap.locals), snap.kv) == before
 
 
 def test_back_goto_and_step_to_rebuild_identical_snapshots() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import PayloadError
@@ -25,14 +26,15 @@ from ..models import HistoryEvent
 if TYPE_CHECKING:
     from ..engine import WorkflowRuntime
 
-__all__ = ["RecordedEvent", "ReplayHistory", "kv_after", "load_history"]
+__all__ = ["RecordedEvent", "ReplayHistory", "kv_after", "load_history", "parse_text"]
 
 _FORMAT = "pi_duroxide_nb.replay.history/1"
 _SYSCALL_PREFIX = "__duroxide_syscall:"
 _PAYLOAD_KEYS = ("result", "output", "data")
 
 
-def _loads(text: str | None) -> Any:
+def parse_text(text: str | None) -> Any:
+    """A stored text as the SDK's driver reads it: JSON, else the text itself (e.g. a GUID)."""
     if text is None:
         return None
     try:
@@ -67,17 +69,22 @@ class RecordedEvent:
     error: str | None = None
     """The failure message, for failed kinds."""
     fields: Mapping[str, Any] = field(default_factory=dict)
-    """Every other stored field (fire_at_ms, status, key, value, instance, version, ...)."""
+    """Every other stored field (fire_at_ms, status, key, value, instance, version, ...); read-only."""
+
+    def __post_init__(self) -> None:
+        # Snapshots share these events: a caller's edit must not change what every step shows.
+        if not isinstance(self.fields, MappingProxyType):
+            object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
 
     @property
     def input(self) -> Any:
         """The parsed input."""
-        return _loads(self.input_text)
+        return parse_text(self.input_text)
 
     @property
     def value(self) -> Any:
         """The parsed result, output or event data."""
-        return _loads(self.payload_text)
+        return parse_text(self.payload_text)
 
     @property
     def timestamp(self) -> datetime | None:
@@ -220,9 +227,11 @@ class ReplayHistory:
     execution_id: int
     events: tuple[RecordedEvent, ...]
     kv_seed: Mapping[str, str] = field(default_factory=dict)
-    """KV entries (stored texts) carried in from earlier executions: what ``ctx.kv`` starts with."""
+    """KV entries (stored texts) carried in from earlier executions: what ``ctx.kv`` starts with; read-only."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kv_seed, MappingProxyType):
+            object.__setattr__(self, "kv_seed", MappingProxyType(dict(self.kv_seed)))
         if not self.events or self.events[0].kind != "OrchestrationStarted":
             first = self.events[0].kind if self.events else "nothing"
             msg = (

@@ -33,6 +33,7 @@ from ..engine import WorkflowDefinition
 from ..engine._context import drive
 from ._context import ReplayOrchestrationContext, ReplayRegistry, StateAction
 from ._history import RecordedEvent, ReplayHistory
+from ._history import parse_text as _parse
 
 __all__ = ["Action", "Record", "ReplayRun"]
 
@@ -48,16 +49,6 @@ _TIMEOUT_ERROR = "timeout: activity timed out"
 
 Result = tuple[bool, Any]
 """(ok, value): the value on success, the error message on failure."""
-
-
-def _parse(text: str | None) -> Any:
-    """What the SDK's driver makes of a result text: JSON, else the text itself."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return text
 
 
 @dataclass(eq=False)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
-import json
 import re
 import reprlib
 from collections import OrderedDict
@@ -16,6 +16,7 @@ from .._errors import PayloadError, PiDuroxideError, WorkflowNotFoundError
 from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version
 from ._context import ReplayRegistry
 from ._history import RecordedEvent, ReplayHistory, load_history
+from ._history import parse_text as _parse
 from ._matcher import Action, Record, ReplayRun, engine_action_text, engine_event_text
 
 if TYPE_CHECKING:
@@ -53,15 +54,6 @@ def _safe_repr(value: Any) -> str:
     # Addresses differ on every re-run; without them, a step's snapshot is the same each time.
     text = _ADDRESS.sub("", text)
     return text if len(text) <= _LOCALS_LIMIT else text[: _LOCALS_LIMIT - 3] + "..."
-
-
-def _parse(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return text
 
 
 # --- public value objects -----------------------------------------------------------------------
@@ -508,7 +500,8 @@ class ReplayStepper:
         error: str | None = None
         if record.result is not None:
             ok, raw = record.result
-            sent, error = (raw, None) if ok else (None, str(raw))
+            # A copy: the generator receives the same object and may change it on later steps.
+            sent, error = (copy.deepcopy(raw), None) if ok else (None, str(raw))
         status = "replayed"
         if record.kind == "step" and record.result is None:
             status = "waiting" if record.from_history else "new"
