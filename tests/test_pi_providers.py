@@ -211,3 +211,37 @@ def test_importing_the_package_loads_no_sdk() -> None:
     code = "import sys, pi_duroxide_nb; print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_per_call_options_override_the_model_defaults_on_the_wire(registry, make_runtime, iid, work) -> None:
+    @registry.register_workflow("options")
+    def options(ctx, _):
+        hi = [{"role": "user", "content": "hi"}]
+        plain = yield ctx.pi.llm(hi)
+        custom = yield ctx.pi.llm(hi, model="bigger", temperature=0.7, max_tokens=33, system_prompt="Per call.")
+        return [plain["content"][0]["text"], custom["content"][0]["text"]]
+
+    defaults = {"temperature": 0.2, "max_tokens": 99, "system_prompt": "Default."}
+    for reply, make_model in [
+        (openai_reply, lambda url: pdn.OpenAIModel("small", base_url=url + "/v1", api_key="k", **defaults)),
+        (anthropic_reply, lambda url: pdn.AnthropicModel("small", base_url=url, api_key="k", **defaults)),
+    ]:
+        with fake_server([reply("one"), reply("two")]) as server:
+            rt = make_runtime(host=pdn.PiHost(model=make_model(server.url), cwd=work, tools=[])).start()
+            state = rt.wait_for_workflow(rt.start_workflow("options", None, instance_id=iid()), timeout=30)
+            rt.shutdown()
+        assert state.status is DONE and state.output == ["one", "two"], state.error
+        (plain, custom) = [r.body for r in server.requests]
+        # OpenAI sends the system prompt as the first message, Anthropic as a top-level field.
+        system = [b.get("system") or b["messages"][0]["content"] for b in (plain, custom)]
+        assert system == ["Default.", "Per call."]
+        picked = [(b["model"], b["temperature"], b["max_tokens"]) for b in (plain, custom)]
+        assert picked == [("small", 0.2, 99), ("bigger", 0.7, 33)]
+
+
+def test_anthropic_sends_a_max_tokens_when_none_is_set(work) -> None:
+    with fake_server([anthropic_reply("ok")]) as server:
+        model = pdn.AnthropicModel("claude-test", base_url=server.url, api_key="k", max_retries=0)
+        assert model.complete([pdn.UserMessage(content="hi")]).text == "ok"
+    assert server.requests[0].body["max_tokens"] == 4096
+    assert "temperature" not in server.requests[0].body and "system" not in server.requests[0].body

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import json
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -247,12 +248,70 @@ def _result_text(message: ToolResultMessage) -> str:
     return text if text else json.dumps(message.details, default=str)
 
 
+class _SdkModel(ChatModel):
+    """What the OpenAI and Anthropic models share: options, and an SDK client built at the first call."""
+
+    _sdk: str
+    """The SDK's module (also the name of the extra that installs it)."""
+    _client_class: str
+    """The client class in that module."""
+    _error_class: str
+    """The SDK's base exception class."""
+    _key_env: str
+    """The environment variable holding the API key."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        system_prompt: str | None = None,
+        max_retries: int = 2,
+        timeout: float = 120.0,
+    ) -> None:
+        super().__init__(
+            model, defaults=LlmOptions(temperature=temperature, max_tokens=max_tokens, system_prompt=system_prompt)
+        )
+        self.base_url = base_url
+        """The API root (None: the SDK's default)."""
+        self._api_key = api_key
+        self._max_retries = max_retries
+        self._timeout = timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model!r} base_url={self.base_url!r}>"
+
+    def _get_client(self) -> tuple[Any, Any]:
+        """The SDK module and the client, both made at the first call (so import and construction need neither)."""
+        sdk = _import(self._sdk, self.provider)
+        with self._lock:
+            if self._client is None:
+                key = _api_key(self._api_key, self._key_env, self.provider, self.base_url)
+                self._client = getattr(sdk, self._client_class)(
+                    api_key=key, base_url=self.base_url, max_retries=self._max_retries, timeout=self._timeout
+                )
+            return sdk, self._client
+
+    def _create(self, endpoint: str, request: dict[str, Any]) -> Any:
+        """Call ``client.<endpoint>.create(**request)``; an SDK error becomes a ``ModelError`` saying why."""
+        sdk, client = self._get_client()
+        try:
+            return operator.attrgetter(endpoint)(client).create(**request)
+        except getattr(sdk, self._error_class) as exc:
+            raise _sdk_error(exc, self.provider, str(client.base_url)) from exc
+
+
 # --- OpenAI-compatible ---------------------------------------------------------------------------
 
 _OPENAI_STOP: dict[str | None, StopReason] = {"stop": "stop", "length": "length", "tool_calls": "toolUse"}
 
 
-class OpenAIModel(ChatModel):
+class OpenAIModel(_SdkModel):
     """Any OpenAI-compatible chat completions API, through the ``openai`` SDK.
 
     ``base_url`` makes it work with OpenAI, Ollama (``http://localhost:11434/v1``), vLLM,
@@ -274,48 +333,16 @@ class OpenAIModel(ChatModel):
     """
 
     provider = "openai"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        system_prompt: str | None = None,
-        max_retries: int = 2,
-        timeout: float = 120.0,
-    ) -> None:
-        super().__init__(
-            model, defaults=LlmOptions(temperature=temperature, max_tokens=max_tokens, system_prompt=system_prompt)
-        )
-        self.base_url = base_url
-        self._api_key = api_key
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"<OpenAIModel {self.model!r} base_url={self.base_url!r}>"
-
-    def _get_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                openai = _import("openai", self.provider)
-                key = _api_key(self._api_key, "OPENAI_API_KEY", self.provider, self.base_url)
-                self._client = openai.OpenAI(
-                    api_key=key, base_url=self.base_url, max_retries=self._max_retries, timeout=self._timeout
-                )
-            return self._client
+    _sdk = "openai"
+    _client_class = "OpenAI"
+    _error_class = "OpenAIError"
+    _key_env = "OPENAI_API_KEY"
 
     def complete(
         self, messages: Sequence[Message], *, tools: Sequence[ToolSpec] = (), options: LlmOptions | None = None
     ) -> AssistantMessage:
         """Send one chat completion request."""
         opts = self._effective(options)
-        client = self._get_client()
         request: dict[str, Any] = {"model": opts.model or self.model, "messages": self._wire_messages(messages, opts)}
         if tools:
             request["tools"] = [
@@ -329,12 +356,7 @@ class OpenAIModel(ChatModel):
             request["temperature"] = opts.temperature
         if opts.max_tokens is not None:
             request["max_tokens"] = opts.max_tokens
-        openai = _import("openai", self.provider)
-        try:
-            response = client.chat.completions.create(**request)
-        except openai.OpenAIError as exc:
-            raise _sdk_error(exc, self.provider, str(client.base_url)) from exc
-        return self._reply(response)
+        return self._reply(self._create("chat.completions", request))
 
     @staticmethod
     def _wire_messages(messages: Sequence[Message], opts: LlmOptions) -> list[dict[str, Any]]:
@@ -388,6 +410,9 @@ class OpenAIModel(ChatModel):
 
 # --- Anthropic ---------------------------------------------------------------------------------------
 
+_ANTHROPIC_MAX_TOKENS = 4096
+"""The Messages API requires ``max_tokens``: sent when neither the model nor the call sets one."""
+
 _ANTHROPIC_STOP: dict[str | None, StopReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -396,7 +421,7 @@ _ANTHROPIC_STOP: dict[str | None, StopReason] = {
 }
 
 
-class AnthropicModel(ChatModel):
+class AnthropicModel(_SdkModel):
     """Anthropic's Messages API, through the ``anthropic`` SDK.
 
     Example:
@@ -414,51 +439,19 @@ class AnthropicModel(ChatModel):
     """
 
     provider = "anthropic"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int = 4096,
-        system_prompt: str | None = None,
-        max_retries: int = 2,
-        timeout: float = 120.0,
-    ) -> None:
-        super().__init__(
-            model, defaults=LlmOptions(temperature=temperature, max_tokens=max_tokens, system_prompt=system_prompt)
-        )
-        self.base_url = base_url
-        self._api_key = api_key
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"<AnthropicModel {self.model!r} base_url={self.base_url!r}>"
-
-    def _get_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                anthropic = _import("anthropic", self.provider)
-                key = _api_key(self._api_key, "ANTHROPIC_API_KEY", self.provider, self.base_url)
-                self._client = anthropic.Anthropic(
-                    api_key=key, base_url=self.base_url, max_retries=self._max_retries, timeout=self._timeout
-                )
-            return self._client
+    _sdk = "anthropic"
+    _client_class = "Anthropic"
+    _error_class = "AnthropicError"
+    _key_env = "ANTHROPIC_API_KEY"
 
     def complete(
         self, messages: Sequence[Message], *, tools: Sequence[ToolSpec] = (), options: LlmOptions | None = None
     ) -> AssistantMessage:
         """Send one Messages API request."""
         opts = self._effective(options)
-        client = self._get_client()
         request: dict[str, Any] = {
             "model": opts.model or self.model,
-            "max_tokens": opts.max_tokens or 4096,
+            "max_tokens": opts.max_tokens or _ANTHROPIC_MAX_TOKENS,
             "messages": self._wire_messages(messages),
         }
         if opts.system_prompt:
@@ -470,12 +463,7 @@ class AnthropicModel(ChatModel):
             request["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
             ]
-        anthropic = _import("anthropic", self.provider)
-        try:
-            response = client.messages.create(**request)
-        except anthropic.AnthropicError as exc:
-            raise _sdk_error(exc, self.provider, str(client.base_url)) from exc
-        return self._reply(response)
+        return self._reply(self._create("messages", request))
 
     @staticmethod
     def _wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
