@@ -40,6 +40,17 @@ def _reset_engine_table() -> Iterator[None]:
 
 
 @pytest.fixture
+def no_leaked_comms() -> Iterator[None]:
+    """Fail the test if a widget it opened is still open (its comm would leak in a kernel)."""
+    from ipywidgets.widgets import widget as widget_module
+
+    before = set(widget_module._instances)
+    yield
+    leaked = [w for key, w in widget_module._instances.items() if key not in before]
+    assert not leaked, f"widgets left open: {leaked[:5]}"
+
+
+@pytest.fixture
 def registry() -> pdn.WorkflowRegistry:
     return pdn.WorkflowRegistry()
 

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from ipywidgets.widgets import widget as widget_module
 
 import pi_duroxide_nb as pdn
 from pi_duroxide_nb.notebook.ui._replay import ReplayWidget, replay_widget
 from tests import replay_workflows as wf
 
 FIXTURES = Path(__file__).with_name("replay_fixtures")
-
-
-@pytest.fixture
-def no_leaked_comms() -> Iterator[None]:
-    before = set(widget_module._instances)
-    yield
-    leaked = [w for key, w in widget_module._instances.items() if key not in before]
-    assert not leaked, f"widgets left open: {leaked[:5]}"
 
 
 def test_buttons_and_slider_move_the_stepper(no_leaked_comms) -> None:

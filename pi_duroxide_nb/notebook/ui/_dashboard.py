@@ -24,6 +24,7 @@ from .._display import (
 from .._session import kernel_runtime, on_kernel_runtime_stop
 from ._controller import DashboardController, DashboardSnapshot, HistorySnapshot
 from ._refresher import Refresher
+from ._widgets import close_tree
 
 __all__ = ["WorkflowDashboard", "dashboard"]
 
@@ -56,19 +57,6 @@ def instance_label(state: WorkflowState) -> str:
 def _header_label() -> str:
     head = " ".join(_cell(name, w) for name, w in _COLUMNS)
     return f"{head} {_cell('created', 14)} {_cell('updated', 8)} {_cell('duration', 10, right=True)}"
-
-
-def _close_tree(widget: widgets.Widget, seen: set[int]) -> None:
-    """Close a widget and every widget it references (children, layout, style): no leaked comms."""
-    if id(widget) in seen:
-        return
-    seen.add(id(widget))
-    for name in widget.keys:
-        value = getattr(widget, name, None)
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, widgets.Widget):
-                _close_tree(item, seen)
-    widget.close()
 
 
 def _button(description: str, tooltip: str, style: str = "") -> widgets.Button:
@@ -398,7 +386,7 @@ class WorkflowDashboard(widgets.VBox):
         old, self.replay_widget = self.replay_widget, widget
         self.replay_box.children = (widget,) if isinstance(widget, widgets.Widget) else ()
         if isinstance(old, widgets.Widget):
-            _close_tree(old, set())
+            close_tree(old, set())
         return f"Replaying {iid}."
 
     # --- closing ---------------------------------------------------------------------------------------
@@ -414,10 +402,10 @@ class WorkflowDashboard(widgets.VBox):
         self._cancel_stop_hook()
         seen = {id(self)}
         for child in self.children:
-            _close_tree(child, seen)
+            close_tree(child, seen)
         for extra in (self.layout, self.replay_widget):
             if isinstance(extra, widgets.Widget):
-                _close_tree(extra, seen)
+                close_tree(extra, seen)
         super().close()
 
 
@@ -425,29 +413,39 @@ def _finished(state: WorkflowState) -> bool:
     return state.status.is_terminal
 
 
+def _table_html(rows: list[tuple[str, ...]]) -> str:
+    """A borderless table of cells that are already HTML (escape the text in them first)."""
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table style='font-size:12px'>{body}</table>"
+
+
 def _workflows_html(snap: DashboardSnapshot) -> str:
     if not snap.workflows:
         return "<i>No workflows registered in this kernel yet (%%workflow NAME or pdn.register_workflow).</i>"
-    rows = "".join(
-        f"<tr><td style='padding:2px 8px'><b>{html.escape(w.name)}</b></td>"
-        f"<td style='padding:2px 8px'>{len(w.versions)} version{'s' if len(w.versions) != 1 else ''} "
-        f"<small>(newest {html.escape(w.versions[-1] if w.versions else '')})</small></td>"
-        f"<td style='padding:2px 8px'>{html.escape(w.description or '')}</td></tr>"
+    rows = [
+        (
+            f"<b>{html.escape(w.name)}</b>",
+            f"{len(w.versions)} version{'s' if len(w.versions) != 1 else ''} "
+            f"<small>(newest {html.escape(w.versions[-1] if w.versions else '')})</small>",
+            html.escape(w.description or ""),
+        )
         for w in snap.workflows
-    )
-    return f"<table style='font-size:12px'>{rows}</table>"
+    ]
+    return _table_html(rows)
 
 
 def _transcript_html(snap: DashboardSnapshot) -> str:
     if not snap.transcript:
         return "<i>No messages yet (ctx.pi.send_message).</i>"
-    rows = "".join(
-        f"<tr><td style='padding:2px 8px'>{format_time(m.timestamp)}</td>"
-        f"<td style='padding:2px 8px'>{html.escape(m.workflow_name)} <small>{html.escape(m.instance_id)}</small></td>"
-        f"<td style='padding:2px 8px'>{html.escape(m.content)}</td></tr>"
+    rows = [
+        (
+            format_time(m.timestamp),
+            f"{html.escape(m.workflow_name)} <small>{html.escape(m.instance_id)}</small>",
+            html.escape(m.content),
+        )
         for m in snap.transcript
-    )
-    return f"<div class='pdn-scroll'><table style='font-size:12px'>{rows}</table></div>"
+    ]
+    return f"<div class='pdn-scroll'>{_table_html(rows)}</div>"
 
 
 def dashboard(

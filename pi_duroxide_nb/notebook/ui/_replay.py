@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ...replay import ReplayStep, ReplayStepper
+from ._widgets import close_tree as _close_tree
 
 if TYPE_CHECKING:
     from ...engine import WorkflowRuntime
@@ -228,18 +229,6 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
                 if isinstance(item, widgets.Widget):
                     _close_tree(item, seen)
         super().close()
-
-
-def _close_tree(widget: widgets.Widget, seen: set[int]) -> None:
-    if id(widget) in seen:
-        return
-    seen.add(id(widget))
-    for name in widget.keys:
-        value = getattr(widget, name, None)
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, widgets.Widget):
-                _close_tree(item, seen)
-    widget.close()
 
 
 def replay_widget(
