@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -413,7 +413,7 @@ def _finished(state: WorkflowState) -> bool:
     return state.status.is_terminal
 
 
-def _table_html(rows: list[tuple[str, ...]]) -> str:
+def _table_html(rows: Sequence[tuple[str, ...]]) -> str:
     """A borderless table of cells that are already HTML (escape the text in them first)."""
     body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table style='font-size:12px'>{body}</table>"
