@@ -61,24 +61,28 @@ def test_bash_reports_exit_code_and_output(host: pdn.PiHost, work: Path) -> None
     assert text(failed).endswith("Command exited with code 3")
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie reparented to init counts as dead
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] == "Z"
+
+
 def test_bash_timeout_kills_the_process_tree(host: pdn.PiHost, work: Path) -> None:
+    # bash -> a nested shell (child) -> sleep (grandchild): a timeout must take all of them down.
+    command = "bash -c 'sleep 60 & echo $! > grandchild.pid; echo $$ > child.pid; wait' & echo started; wait"
     started = time.monotonic()
     with pytest.raises(pdn.ToolError, match="timed out after 1 seconds") as info:
-        host.tool("bash", {"command": "sleep 60 & echo $! > child.pid; echo started; wait", "timeout": 1})
+        host.tool("bash", {"command": command, "timeout": 1})
     assert time.monotonic() - started < 10
-    assert "started" in str(info.value)
+    assert "started" in str(info.value) and "child processes were killed" in str(info.value)
     child = int((work / "child.pid").read_text())
-
-    def gone() -> bool:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie reparented to init counts as dead
-        stat = Path(f"/proc/{child}/stat")
-        return stat.exists() and stat.read_text().split()[2] == "Z"
-
-    wait_until(gone, timeout=5)
+    grandchild = int((work / "grandchild.pid").read_text())
+    assert grandchild != child
+    wait_until(lambda: _gone(child) and _gone(grandchild), timeout=5)
 
 
 def test_edit_replaces_each_block_once_and_reports_a_diff(host: pdn.PiHost, work: Path) -> None:
@@ -245,6 +249,26 @@ def test_policy_allow_list_confinement_and_approval(work: Path, tmp_path: Path) 
     assert ("write", {"path": "x.txt", "content": "x"}) in asked
     with pytest.raises(TypeError, match="list of tool names"):
         pdn.ToolPolicy(allow="read")  # type: ignore[arg-type]
+
+
+def test_confined_grep_does_not_follow_symlinks_out_of_cwd(work: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("password=hunter2\n", encoding="utf-8")
+    os.symlink(tmp_path / "secret.txt", work / "src" / "innocent.txt")
+    confined = pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work, policy=pdn.ToolPolicy(confine_to_cwd=True))
+    assert text(confined.tool("grep", {"pattern": "password"})) == "No matches found"
+    free = pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work)
+    assert text(free.tool("grep", {"pattern": "password"})) == "src/innocent.txt:1: password=hunter2"
+
+
+def test_an_approval_callback_that_raises_refuses_the_call(work: Path) -> None:
+    def broken(name: str, args: dict) -> bool:
+        raise RuntimeError("no person to ask")
+
+    host = pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work, policy=pdn.ToolPolicy(approve=broken))
+    with pytest.raises(pdn.ToolDeniedError, match="approval callback raised RuntimeError: no person to ask") as info:
+        host.tool("write", {"path": "x.txt", "content": "x"})
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert not (work / "x.txt").exists()
 
 
 def test_unconfined_host_reads_outside_cwd(work: Path, tmp_path: Path) -> None:

@@ -45,11 +45,15 @@ class ToolEnv:
     bash_timeout: float = 180.0
     """Seconds a bash command may run when its call gives no ``timeout``."""
 
+    def inside(self, path: Path) -> bool:
+        """Whether ``path``, symlinks resolved, is in the working directory."""
+        return path.resolve().is_relative_to(self.cwd.resolve())
+
     def resolve(self, path: str, tool: str) -> Path:
         """An absolute path for ``path``, checked against the confinement."""
         p = Path(os.path.expanduser(path))
         full = (p if p.is_absolute() else self.cwd / p).resolve()
-        if self.confine_to_cwd and not full.is_relative_to(self.cwd.resolve()):
+        if self.confine_to_cwd and not self.inside(full):
             msg = (
                 f"{tool}: the path {path!r} is outside the working directory {str(self.cwd)!r}, and this host "
                 "confines tools to it (ToolPolicy(confine_to_cwd=True)). Use a path inside it."
@@ -63,6 +67,12 @@ def _text(text: str, details: Any = None, **extra: Any) -> dict[str, Any]:
     result.pop("isError", None)
     result.update(extra)
     return result
+
+
+def _truncated(text: str, details: dict[str, Any], note: str) -> str:
+    """Mark a listing as cut short and tell the model how to see the rest."""
+    details["truncated"] = True
+    return f"{text}\n\n[{note}]"
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -282,8 +292,7 @@ def _ls(args: LsArgs, env: ToolEnv) -> dict[str, Any]:
     text = "\n".join(names) if names else "(empty directory)"
     details: dict[str, Any] = {"path": str(path), "count": len(entries)}
     if len(entries) > limit:
-        details["truncated"] = True
-        text += f"\n\n[{limit} of {len(entries)} entries shown. Use limit={len(entries)} for all.]"
+        text = _truncated(text, details, f"{limit} of {len(entries)} entries shown. Use limit={len(entries)} for all.")
     return _text(text, details)
 
 
@@ -301,10 +310,14 @@ class GrepArgs(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="Maximum number of matches to return (default: 100)")
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, *, with_dirs: bool = False) -> Iterator[Path]:
+    """The files under ``root`` (and directories, ``with_dirs``), sorted, skipping VCS and cache directories.
+
+    Symlinked directories are not followed (``os.walk``'s default), so a walk stays inside ``root``.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(filenames):
+        for name in (dirnames if with_dirs else []) + sorted(filenames):
             yield Path(dirpath) / name
 
 
@@ -335,6 +348,8 @@ def _grep(args: GrepArgs, env: ToolEnv) -> dict[str, Any]:
         rel = _relative(file, base).replace(os.sep, "/")
         if args.glob and not _glob_match(rel, args.glob):
             continue
+        if env.confine_to_cwd and not env.inside(file):
+            continue  # a symlink out of the working directory: its contents must not leak
         try:
             data = file.read_bytes()
         except OSError:
@@ -361,8 +376,8 @@ def _grep(args: GrepArgs, env: ToolEnv) -> dict[str, Any]:
     details: dict[str, Any] = {"matches": min(matches, limit)}
     text = "\n".join(out) if out else "No matches found"
     if matches > limit:
-        details["truncated"] = True
-        text += f"\n\n[{limit} matches limit reached. Use limit={limit * 2} for more, or refine the pattern.]"
+        note = f"{limit} matches limit reached. Use limit={limit * 2} for more, or refine the pattern."
+        text = _truncated(text, details, note)
     return _text(text, details)
 
 
@@ -383,21 +398,19 @@ def _find(args: FindArgs, env: ToolEnv) -> dict[str, Any]:
     limit = args.limit or 1000
     found: list[str] = []
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(dirnames) + sorted(filenames):
-            full = Path(dirpath) / name
-            rel = _relative(full, root).replace(os.sep, "/")
-            if _glob_match(rel, args.pattern):
-                total += 1
-                if len(found) < limit:
-                    found.append(rel + ("/" if full.is_dir() else ""))
+    for full in _walk(root, with_dirs=True):
+        rel = _relative(full, root).replace(os.sep, "/")
+        if _glob_match(rel, args.pattern):
+            total += 1
+            if len(found) < limit:
+                found.append(rel + ("/" if full.is_dir() else ""))
     found.sort()
     text = "\n".join(found) if found else "No files found matching pattern"
     details: dict[str, Any] = {"count": total}
     if total > limit:
-        details["truncated"] = True
-        text += f"\n\n[{limit} of {total} results shown. Use limit={total} for all, or refine the pattern.]"
+        text = _truncated(
+            text, details, f"{limit} of {total} results shown. Use limit={total} for all, or refine the pattern."
+        )
     return _text(text, details)
 
 

@@ -207,10 +207,7 @@ class ToolBox:
                 schema = json.dumps(tool.spec().parameters.get("properties", {}))
                 msg = f"Tool {name!r} got invalid arguments: {_problems(exc)}. Its parameters: {schema}"
                 raise ToolError(msg, tool=name, cause=exc) from exc
-        approve = self.policy.approve
-        if approve is not None and not approve(name, args):
-            msg = f"Tool call {name} {json.dumps(args, default=str)} was not approved, so it did not run."
-            raise ToolDeniedError(msg, tool=name)
+        self._approve(name, args)
         try:
             return as_tool_result(tool.run(parsed))
         except PiDuroxideError:
@@ -218,6 +215,24 @@ class ToolBox:
         except Exception as exc:
             msg = f"Tool {name!r} failed: {type(exc).__name__}: {exc}"
             raise ToolError(msg, tool=name, cause=exc) from exc
+
+    def _approve(self, name: str, args: dict[str, Any]) -> None:
+        """Ask the policy's approval callback; a refusal, or a callback that raises, stops the call."""
+        approve = self.policy.approve
+        if approve is None:
+            return
+        call = f"{name} {json.dumps(args, default=str)}"
+        try:
+            approved = approve(name, args)
+        except Exception as exc:
+            msg = (
+                f"Tool call {call} did not run: the approval callback raised {type(exc).__name__}: {exc}. "
+                "Fix the function given as ToolPolicy(approve=...); it should return True or False."
+            )
+            raise ToolDeniedError(msg, tool=name, cause=exc) from exc
+        if not approved:
+            msg = f"Tool call {call} was not approved, so it did not run."
+            raise ToolDeniedError(msg, tool=name)
 
     def call_for_model(self, call: ToolCall, *, record: bool = False) -> ToolResultMessage:
         """Run a model's tool call; failures become an error result the model can read.
