@@ -168,6 +168,9 @@ def test_back_goto_and_step_to_rebuild_identical_snapshots() -> None:
         rebuilt.first() and rebuilt.back()
     with pytest.raises(pdn.PayloadError, match="numbered from 1"):
         rebuilt.goto(0)
+    with pytest.raises(pdn.PayloadError, match="'TimerFird'.*TimerFired.*spelling"):
+        rebuilt.step_to("TimerFird")
+    assert rebuilt.index == 1  # a bad kind leaves the cursor where it was
 
 
 def test_helpers_with_yield_from_show_the_helper_line_and_traces() -> None:
@@ -221,6 +224,27 @@ def test_from_runtime_history_events_equals_raw_rows(registry, make_runtime, iid
     assert [e.input_text for e in from_rows.history.events] == [e.input_text for e in from_events.history.events]
     assert from_rows.steps() == from_events.steps()
     assert from_rows.outcome == from_events.outcome and from_rows.outcome.output == 2
+    # replay_check on a store: the runtime, or the SQLite file itself while the runtime uses it
+    assert pdn.replay_check((rt, instance), wf.nested).output == 2
+    assert pdn.replay_check((rt.db, instance), wf.nested).output == 2
+    assert pdn.ReplayHistory.from_store(rt.db, instance) == from_rows.history
+
+    def nested_edited(ctx, n):
+        return (yield ctx.schedule_activity("fetch", "check-9"))
+
+    with pytest.raises(pdn.ReplayDivergenceError, match="schedule mismatch"):
+        pdn.replay_check((Path(rt.db), instance), nested_edited)
+    with pytest.raises(pdn.PayloadError, match=r"workflow store.*\(.*instance_id\)"):
+        pdn.replay_check(rt.db, wf.nested)
+    with pytest.raises(pdn.InstanceNotFoundError):
+        pdn.replay_check((rt.db, iid("nobody")), wf.nested)
+    missing = Path(rt.db).with_name("missing.db")
+    with pytest.raises(pdn.PayloadError, match="No workflow store"):
+        pdn.replay_check((missing, instance), wf.nested)
+    assert not missing.exists()  # reading never creates a store
+    # the store is unharmed: the running engine goes on with new work
+    again = rt.start_workflow("nested", 1, instance_id=iid("nested"))
+    assert rt.wait_for_workflow(again, timeout=30).output == 1
 
 
 def test_bad_histories_and_code_get_clear_errors(tmp_path: Path) -> None:

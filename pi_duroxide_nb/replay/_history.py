@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PayloadError
+from .._errors import InstanceNotFoundError, PayloadError
 from ..engine import history_event_from_row
+from ..engine._store import SqliteStoreReader
 from ..models import HistoryEvent
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = ["RecordedEvent", "ReplayHistory", "kv_after", "load_history", "parse_
 _FORMAT = "pi_duroxide_nb.replay.history/1"
 _SYSCALL_PREFIX = "__duroxide_syscall:"
 _PAYLOAD_KEYS = ("result", "output", "data")
+_STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 def parse_text(text: str | None) -> Any:
@@ -316,16 +318,61 @@ class ReplayHistory:
         """
         if rt.db.startswith(("postgres://", "postgresql://")):
             return cls.from_events(rt.history(instance_id, execution_id=execution_id))
-        exe, rows = rt.history_rows(instance_id, execution_id=execution_id)
+        return cls._from_stored_rows(
+            lambda n: rt.history_rows(instance_id, execution_id=n),
+            rt.executions(instance_id),
+            instance_id,
+            execution_id,
+        )
+
+    @classmethod
+    def from_store(
+        cls, path: str | os.PathLike[str], instance_id: str, *, execution_id: int | None = None
+    ) -> ReplayHistory:
+        """Read one execution (the current one by default) from a SQLite store file, no runtime needed.
+
+        The file is read by a read-only child process, never opened in this process (that
+        would drop a running engine's locks on it), so it is safe on a store in use.
+
+        Raises:
+            PayloadError: the file does not exist.
+            InstanceNotFoundError: no such instance, or no such execution of it.
+        """
+        target = Path(path)
+        if not target.is_file():
+            msg = f"No workflow store at {str(target)!r}. Pass the path of the SQLite file a runtime writes (rt.db)."
+            raise PayloadError(msg)
+        reader = SqliteStoreReader(str(target))
+        try:
+
+            def rows(n: int | None) -> tuple[int, list[str]]:
+                found = reader.history_rows(instance_id, n)
+                if found is None:
+                    raise InstanceNotFoundError(instance_id if n is None else f"{instance_id} (execution {n})")
+                return found
+
+            return cls._from_stored_rows(rows, reader.executions(instance_id), instance_id, execution_id)
+        finally:
+            reader.close()
+
+    @classmethod
+    def _from_stored_rows(
+        cls,
+        rows: Callable[[int | None], tuple[int, list[str]]],
+        executions: Sequence[int],
+        instance_id: str,
+        execution_id: int | None,
+    ) -> ReplayHistory:
+        exe, texts = rows(execution_id)
         # KV outlives continue-as-new: a later execution starts with what earlier ones left.
         earlier = [
             event
-            for n in rt.executions(instance_id)
+            for n in executions
             if n < exe
-            for event in (RecordedEvent.from_row(r) for r in rt.history_rows(instance_id, execution_id=n)[1])
+            for event in (RecordedEvent.from_row(r) for r in rows(n)[1])
             if event.kind in ("KeyValueSet", "KeyValueCleared", "KeyValuesCleared")
         ]
-        history = cls.from_rows(rows, instance_id=instance_id, execution_id=exe)
+        history = cls.from_rows(texts, instance_id=instance_id, execution_id=exe)
         seed = kv_after(earlier)
         return dataclasses.replace(history, kv_seed=seed) if seed else history
 
@@ -399,7 +446,8 @@ def load_history(source: Any) -> ReplayHistory:
     """Turn any supported history source into a ``ReplayHistory``.
 
     Accepts a ``ReplayHistory``, a list of ``HistoryEvent`` (from ``rt.history``), a list of
-    stored rows, a path to a JSON export, or JSON text.
+    stored rows, a path to a JSON export, JSON text, or a store and an instance id:
+    ``(rt, instance_id)`` or ``(path_to_store.db, instance_id)`` (its current execution).
 
     Raises:
         PayloadError: the source is none of these.
@@ -409,8 +457,20 @@ def load_history(source: Any) -> ReplayHistory:
     if isinstance(source, (str, os.PathLike)):
         text = str(source)
         if isinstance(source, os.PathLike) or (not text.lstrip().startswith(("{", "["))):
+            if Path(text).suffix.lower() in _STORE_SUFFIXES:
+                msg = (
+                    f"{text!r} looks like a workflow store, which holds many instances. Name the one to "
+                    f"replay: ({text!r}, instance_id), or ReplayHistory.from_store(path, instance_id)."
+                )
+                raise PayloadError(msg)
             return ReplayHistory.load(source)
         return ReplayHistory.from_json(text)
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], str):
+        store, instance_id = source
+        if isinstance(store, (str, os.PathLike)):
+            return ReplayHistory.from_store(store, instance_id)
+        if hasattr(store, "history_rows"):
+            return ReplayHistory.from_runtime(store, instance_id)
     if isinstance(source, Sequence):
         items = list(source)
         if not items:
@@ -424,6 +484,6 @@ def load_history(source: Any) -> ReplayHistory:
             return ReplayHistory(instance_id="", execution_id=1, events=tuple(items))
     msg = (
         f"Cannot read a history from {type(source).__name__}. Pass rt.history(iid) events, a "
-        "ReplayHistory, or the path of a JSON file written by ReplayHistory.save."
+        "ReplayHistory, the path of a JSON file written by ReplayHistory.save, or (rt or store path, iid)."
     )
     raise PayloadError(msg)

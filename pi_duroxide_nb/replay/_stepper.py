@@ -33,6 +33,7 @@ __all__ = [
     "replay_check",
 ]
 
+_TASK_KINDS = ("activity", "timer", "event", "sub_workflow", "utc_now", "new_guid", "continue_as_new", "all", "race")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _LOCALS_LIMIT = 160
 _MAX_LOCALS = 40
@@ -418,8 +419,18 @@ class ReplayStepper:
         """Step forward to the next step that matched an event of ``kind`` or yielded a task of that kind.
 
         ``kind`` is an event kind (``TimerFired``) or a task kind (``timer``); stepping stops
-        at the last step when no step matches.
+        at the last step when no later step matches.
+
+        Raises:
+            PayloadError: ``kind`` is neither a task kind nor the kind of any event in this history.
         """
+        event_kinds = sorted({e.kind for e in self._history.events})
+        if kind not in _TASK_KINDS and kind not in event_kinds:
+            msg = (
+                f"No step can match {kind!r}: it is neither a task kind ({', '.join(_TASK_KINDS)}) nor the kind "
+                f"of an event in this history ({', '.join(event_kinds)}). Check the spelling."
+            )
+            raise PayloadError(msg)
         snap = self.step()
         while not (kind in snap.event_kinds or (snap.task is not None and snap.task.kind == kind)) and not self.done:
             snap = self.step()
@@ -685,7 +696,8 @@ def replay_check(
 
     Args:
         history: ``rt.history(...)`` events, a ``ReplayHistory``, a path to a JSON export or
-            JSON text (``(rt, instance_id)`` is accepted as a tuple too).
+            JSON text; or a store and an instance: ``(rt, instance_id)`` or
+            ``("workflows.db", instance_id)`` (read safely, even while a runtime uses the file).
         workflow: The code to check.
         registry: For sub-workflow definitions and models.
         strict: Also raise on the differences duroxide accepts silently (changed timer
@@ -697,12 +709,9 @@ def replay_check(
     Raises:
         ReplayDivergenceError: the code diverges from the history (or, with ``strict``, differs silently).
     """
-    if isinstance(history, tuple) and len(history) == 2 and hasattr(history[0], "registry"):
-        rt, iid = history
-        loaded = ReplayHistory.from_runtime(rt, iid)
-        registry = registry if registry is not None else rt.registry
-    else:
-        loaded = load_history(history)
+    loaded = load_history(history)
+    if registry is None and isinstance(history, tuple) and hasattr(history[0], "registry"):
+        registry = history[0].registry
     definition = _resolve_definition(loaded, workflow, registry)
     outcome, divergence, warnings, _ = _full_run(loaded, definition, ReplayRegistry(registry))
     where = f"workflow {loaded.workflow_name!r} (instance {loaded.instance_id!r}, execution {loaded.execution_id})"
