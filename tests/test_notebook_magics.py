@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,23 +51,35 @@ def wait_for_custom_status(instance: str, value: str) -> None:
     wait_until(lambda: pdn.kernel_runtime().get_workflow(instance).custom_status == value)
 
 
-def test_load_ext_shows_the_store_once_and_unload_stops_threads(registry, db_path, capsys) -> None:
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("pi_duroxide_nb")}
+
+
+def test_load_ext_shows_the_store_once_and_unload_stops_threads(registry, db_path, capsys, no_leaked_comms) -> None:
     ip = get_ipython()
+    before = _our_threads()
     pdn.kernel_runtime(db=db_path, registry=registry)
     ip.run_line_magic("load_ext", EXT)
     try:
+        ip.run_line_magic("load_ext", EXT)  # loading again is a no-op: no second banner
         out = capsys.readouterr().out
-        assert out.count(str(db_path)) == 1 and "%workflow_config" in out
+        assert out.count(str(db_path)) == 1 and out.count("%workflow_config") == 1
         rt = pdn.kernel_runtime()
         assert rt.state is pdn.RuntimeState.RUNNING and "workflow" in ip.magics_manager.magics["cell"]
+        run(ip, "%workflows")  # a live dashboard adds its refresh thread
+        old_threads = _our_threads() - before
+        assert {t.name for t in old_threads} >= {"pi_duroxide_nb-engine", "pi_duroxide_nb-dashboard"}
         ip.run_line_magic("reload_ext", EXT)
         assert rt.state is pdn.RuntimeState.STOPPED  # reload stopped the old runtime's threads
+        assert not any(t.is_alive() for t in old_threads)
         again = pdn.kernel_runtime()
         assert again is not rt and "workflows" in ip.magics_manager.magics["line"]
         assert again.db == rt.db and again.registry is registry  # reload came back on the same store
+        assert capsys.readouterr().out.count("%workflow_config") == 1  # the reload's own banner
     finally:
         ip.run_line_magic("unload_ext", EXT)
     assert "workflow" not in ip.magics_manager.magics["line"]
+    assert _our_threads() - before == set()
     from pi_duroxide_nb.notebook import current_kernel_runtime
 
     assert current_kernel_runtime() is None
@@ -94,6 +107,12 @@ def test_cell_and_line_magics_end_to_end(shell, registry) -> None:
     kinds = [e.kind for e in run(shell, "%workflow history dep-1").events]
     assert kinds[0] == "OrchestrationStarted" and "ExternalEvent" in kinds and kinds[-1] == "OrchestrationCompleted"
     assert repr(run(shell, "%workflow list --name nothing")) == "no workflow instances"
+
+    run(shell, '%workflow start deploy --id dep-2 {"service": "web"}')
+    wait_for_custom_status("dep-2", "awaiting")
+    run(shell, "%workflow cancel dep-2")
+    cancelled = run(shell, "%workflow wait dep-2").state
+    assert cancelled.status is pdn.WorkflowStatus.FAILED and "cancel" in (cancelled.error or "")
 
 
 def test_start_input_defaults_to_empty_object(shell) -> None:
@@ -153,11 +172,36 @@ def test_async_cell_is_a_usage_error_with_the_reason(shell, registry) -> None:
     assert registry.workflow_names() == []
 
 
-def test_determinism_warning_from_the_cell(shell, registry) -> None:
-    shell.run_cell("import random")
-    with pytest.warns(pdn.DeterminismWarning, match=r"random\.randint.*new_guid"):
-        shell.run_cell_magic("workflow", "dice", "n = random.randint(1, 6)\nyield ctx.schedule_timer(1)\nreturn n")
-    assert registry.workflow_names() == ["dice"]
+def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry) -> None:
+    # Imported in an earlier cell, as in a notebook: names resolve through the user namespace.
+    shell.run_cell("import random, time, urllib.request\nfrom datetime import datetime\nfrom uuid import uuid4")
+    body = (
+        "t = time.time()\n"
+        "now = datetime.now()\n"
+        "n = random.randint(1, 6)\n"
+        "g = uuid4()\n"
+        "print(n)\n"
+        "text = open('notes.txt').read()\n"
+        "page = urllib.request.urlopen('http://127.0.0.1:9')\n"
+        "yield ctx.schedule_timer(1)\n"
+        "return n\n"
+    )
+    with pytest.warns(pdn.DeterminismWarning) as caught:
+        shell.run_cell_magic("workflow", "dice", body)
+    messages = [str(w.message) for w in caught if issubclass(w.category, pdn.DeterminismWarning)]
+    expected = [
+        ("line 1: time.time()", "ctx.utc_now()"),
+        ("line 2: datetime.now()", "ctx.utc_now()"),
+        ("line 3: random.randint()", "ctx.new_guid()"),
+        ("line 4: uuid4()", "ctx.new_guid()"),
+        ("line 5: print()", "ctx.trace_info"),
+        ("line 6: open()", "an activity"),
+        ("line 7: urllib.request.urlopen()", "an activity"),
+    ]
+    assert len(messages) == len(expected)
+    for message, (call, instead) in zip(messages, expected, strict=True):
+        assert message.startswith(f"workflow 'dice', {call}") and instead in message.split("; use ")[1], message
+    assert registry.workflow_names() == ["dice"]  # a warning, not a failure
 
 
 @pytest.mark.parametrize(
@@ -175,6 +219,8 @@ def test_determinism_warning_from_the_cell(shell, registry) -> None:
         ("%workflow list --colour red", "Unexpected '--colour'"),
         ("%workflow list --status Sleeping", "Unknown workflow status 'Sleeping'"),
         ("%workflow signal x", "Give the event name"),
+        ("%workflow status a b", "takes one instance id; remove 'b'"),
+        ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
     ],
 )
 def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
@@ -243,7 +289,7 @@ def test_replay_goes_through_the_single_hook(shell, monkeypatch) -> None:
     assert run(shell, f"%workflow replay {instance}") == ("stepper", "replay-1")
 
 
-def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell) -> None:
+def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell, no_leaked_comms) -> None:
     first = run(shell, "%workflows")
     assert first.controller.runtime is pdn.kernel_runtime() and first.live
     second = run(shell, "%workflows")

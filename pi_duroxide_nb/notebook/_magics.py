@@ -103,14 +103,7 @@ class WorkflowMagics(Magics):
 
         As a line magic::
 
-            %workflow start NAME [--id ID] [JSON]      start an instance (input defaults to {})
-            %workflow status ID                        its state
-            %workflow wait ID [--timeout S]            wait until it finishes (default 60 s)
-            %workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
-            %workflow cancel ID                        cancel it
-            %workflow history ID                       its events and a timeline
-            %workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
-            %workflow replay ID                        open the replay stepper
+            {usage}
 
         In [2]: iid = %workflow start deploy {"service": "api"}
         In [3]: %workflow signal $iid approval {"ok": true}
@@ -127,6 +120,9 @@ class WorkflowMagics(Magics):
             raise
         except PiDuroxideError as exc:
             raise UsageError(str(exc)) from None
+
+    # One list of the line forms: %workflow? shows it, and so does a mistyped subcommand.
+    workflow.__doc__ = (workflow.__doc__ or "").replace("{usage}", _USAGE.replace("\n", "\n" + " " * 12))
 
     @magic_arguments()
     @argument("name", nargs="?", help="The workflow's name (optional for a cell of def statements).")
@@ -185,6 +181,9 @@ class WorkflowMagics(Magics):
             (iid, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
             if not iid:
                 msg = f"Give the instance id: %workflow {sub} ID (Tab completes ids; %workflow list shows them)."
+                raise UsageError(msg)
+            if sub in ("status", "cancel", "history", "replay") and rest.strip():
+                msg = f"%workflow {sub} takes one instance id; remove {rest.strip()!r}. Usage: %workflow {sub} ID"
                 raise UsageError(msg)
             if sub == "status":
                 return StateView(runtime.get_workflow(iid))
