@@ -24,27 +24,22 @@ import sys
 import time
 from pathlib import Path
 
+from crash_scaffold import append_line  # this script's folder is on sys.path
+
 import pi_duroxide_nb as pdn
 
 WORKFLOW = "crash-recovery"
 BLOCK_ENV = "CRASH_WORKER_SLOW_BLOCKS"
 
 
-def _append(path: Path, line: str) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def step(ctx: pdn.ActivityContext, data: dict) -> str:
-    _append(Path(data["dir"]) / "steps.log", data["step"])
+    append_line(Path(data["dir"]) / "steps.log", data["step"])
     return f"{data['step']}-done"
 
 
 def slow(ctx: pdn.ActivityContext, data: dict) -> str:
     workdir = Path(data["dir"])
-    _append(workdir / "slow_attempts.log", f"{os.getpid()} {time.time():.6f}")
+    append_line(workdir / "slow_attempts.log", f"{os.getpid()} {time.time():.6f}")
     (workdir / "slow_started").write_text(str(os.getpid()), encoding="utf-8")
     if os.environ.get(BLOCK_ENV) == "1":
         time.sleep(60)  # killed long before this returns

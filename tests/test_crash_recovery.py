@@ -8,19 +8,14 @@ and the in-flight activity must be retried within a few seconds (its lock lease 
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.crash_scaffold import Workers, workers_fixture
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 
@@ -31,31 +26,11 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
-def _spawn(mode: str, db: Path, workdir: Path, iid: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), mode, str(db), str(workdir), iid],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "CRASH_WORKER_SLOW_BLOCKS"},
-    )
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - diagnostics only
-            pass
+workers = workers_fixture(WORKER, block_env="CRASH_WORKER_SLOW_BLOCKS")
 
 
 @pytest.mark.timeout(90)
-def test_sigkill_mid_activity_resumes_in_new_process(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+def test_sigkill_mid_activity_resumes_in_new_process(tmp_path: Path, workers: Workers) -> None:
     db = tmp_path / "workflows.db"
     iid = f"crash-{uuid.uuid4().hex[:10]}"
     steps_log = tmp_path / "steps.log"
@@ -63,32 +38,19 @@ def test_sigkill_mid_activity_resumes_in_new_process(tmp_path: Path, procs: list
     slow_started = tmp_path / "slow_started"
 
     # --- process A: start the instance, kill it while `slow` runs -------------------------
-    a = _spawn("start", db, tmp_path, iid)
-    procs.append(a)
-
-    def a_reached_slow() -> bool:
-        if a.poll() is not None:
-            out, err = a.communicate(timeout=5)
-            raise AssertionError(f"process A exited early ({a.returncode}):\n{out}\n{err}")
-        return slow_started.exists()
-
-    wait_until(a_reached_slow, timeout=30)
+    a = workers.spawn("start", db, tmp_path, iid)
+    workers.wait_for(a, slow_started)
     assert _lines(steps_log) == ["s1", "s2", "s3"], "steps 1..3 ran once each before the slow activity"
     a_attempt = _lines(attempts_log)
     assert len(a_attempt) == 1 and a_attempt[0].split()[0] == str(a.pid), a_attempt
 
-    os.kill(a.pid, signal.SIGKILL)
+    workers.kill(a)
     killed_at = time.time()
-    a.communicate(timeout=10)
-    assert a.returncode == -signal.SIGKILL
     slow_started.unlink()
 
     # --- process B: same code, same store; no new instance ---------------------------------
-    b = _spawn("resume", db, tmp_path, iid)
-    procs.append(b)
-    out, err = b.communicate(timeout=60)
-    assert b.returncode == 0, f"process B failed ({b.returncode}):\nstdout:\n{out}\nstderr:\n{err}"
-    report = json.loads(out.strip().splitlines()[-1])
+    b = workers.spawn("resume", db, tmp_path, iid)
+    report = workers.report(b)
     state = report["state"]
 
     # The instance finished, on the version A started it with, with the right output.
