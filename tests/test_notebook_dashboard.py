@@ -53,6 +53,32 @@ def test_snapshot_pages_filters_and_counts(rt, waiting, iid, no_leaked_comms) ->
     controller.set_filters(name="other")
     assert controller.snapshot().instances == () and controller.snapshot().matching == 0
 
+    # The same through the widgets: header, workflows section, pager buttons and filter dropdowns.
+    dash = pdn.dashboard(rt, page_size=2, live=False)
+    try:
+        assert "running" in dash.header.value and rt.db in dash.header.value
+        assert "5 instances: Running 4, Completed 1" in dash.header.value
+        assert "approve" in dash.workflows_html.value and "1 version " in dash.workflows_html.value
+        assert "Waits for a decision" in dash.workflows_html.value
+
+        def shown() -> list[str]:
+            return [v for _, v in dash.instances.options]
+
+        assert shown() == ["page-4", "page-3"] and dash.page_label.value == "1–2 of 5"
+        assert dash.prev_button.disabled and not dash.next_button.disabled
+        dash.next_button.click()
+        assert shown() == ["page-2", "page-1"] and dash.page_label.value == "3–4 of 5"
+        dash.next_button.click()
+        assert shown() == ["page-0"] and dash.next_button.disabled and not dash.prev_button.disabled
+        dash.status_filter.value = "Completed"  # a filter goes back to page 1
+        assert shown() == ["page-0"] and dash.page_label.value == "1–1 of 1"
+        dash.status_filter.value = ""
+        assert ("approve", "approve") in dash.name_filter.options
+        dash.name_filter.value = "approve"
+        assert shown() == ["page-4", "page-3"] and dash.page_label.value == "1–2 of 5"
+    finally:
+        dash.close()
+
 
 def test_dashboard_selection_shows_history_and_timeline(rt, waiting, no_leaked_comms) -> None:
     first = start_waiting(rt, "sel-1")
@@ -74,10 +100,22 @@ def test_dashboard_selection_shows_history_and_timeline(rt, waiting, no_leaked_c
             ("activity", "work", "completed"),
             ("event", "decision", "open"),
         ]
+        # What the person sees: the state, the timeline bars, and every event with its payload.
+        assert "sel-1" in dash.detail_html.value and "timeline" in dash.detail_html.value
+        assert dash.detail_html.value.count("class=r>") == 2
+        table = dash.history_html.value
+        assert all(kind in table for kind in ("OrchestrationStarted", "ActivityScheduled", "ExternalSubscribed"))
+        assert "<code>{&quot;n&quot;: 1}</code>" in table  # the workflow's input, as JSON
         second = start_waiting(rt, "sel-2")
         dash.refresh()
         assert [v for _, v in dash.instances.options] == [second, first]
         assert dash.instances.value == first  # new rows do not move the selection
+        # A background read for the old row that lands after the person clicked another one
+        # does not bring the old row's history back.
+        late = dash._read()
+        dash.instances.value = second
+        dash._render_if_open(*late)
+        assert dash.selected_history is not None and dash.selected_history.state.instance_id == second
         assert dash.live is False and "live=False" in repr(dash)
     finally:
         dash.close()
@@ -120,10 +158,10 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
         state = rt.wait_for_workflow(other, timeout=30)
         assert state.status is pdn.WorkflowStatus.FAILED and "cancel" in (state.error or "")
 
-        dash.replay_button.click()  # the hook: an error message until the stepper exists, or its widget
-        if "replay stepper is not available" not in dash.last_action:
-            assert dash.last_action == "Replaying act-2."
-            assert dash.replay_box.children == (dash.replay_widget,)  # closed with the dashboard below
+        dash.replay_button.click()  # the hook opens the replay stepper on the selected instance
+        assert dash.last_action == "Replaying act-2."
+        assert dash.replay_widget.stepper.history.instance_id == other
+        assert dash.replay_box.children == (dash.replay_widget,)  # closed with the dashboard below
     finally:
         dash.close()
 
@@ -152,18 +190,25 @@ def test_background_updates_go_through_the_kernel_loop(rt, waiting, no_leaked_co
 
     async def scenario() -> None:
         dash = pdn.dashboard(rt, refresh_interval=0.05)
-        original = dash._render
+        for name in ("_render", "_show"):  # every widget update goes through one of these
+            original = getattr(dash, name)
 
-        def spy(*args: Any) -> None:
-            rendered_on.append(threading.current_thread().name)
-            original(*args)
+            def spy(*args: Any, _original: Any = original, **kwargs: Any) -> None:
+                rendered_on.append(threading.current_thread().name)
+                _original(*args, **kwargs)
 
-        dash._render = spy  # type: ignore[method-assign]
+            setattr(dash, name, spy)
         try:
             instance = "loop-1"
             await asyncio.to_thread(start_waiting, rt, instance)
             # The loop stays free while we wait in a thread; the render runs on it.
             await asyncio.to_thread(wait_until, lambda: instance in [v for _, v in dash.instances.options])
+
+            def broken() -> Any:
+                raise RuntimeError("store unreachable")
+
+            dash.controller.snapshot = broken  # type: ignore[method-assign]
+            await asyncio.to_thread(wait_until, lambda: "store unreachable" in dash.last_action)
         finally:
             dash.close()
 

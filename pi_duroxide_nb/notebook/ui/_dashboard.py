@@ -249,19 +249,30 @@ class WorkflowDashboard(widgets.VBox):
         snap, history = self._read()
         if self._closed or (snap == self.snapshot and history == self.selected_history):
             return
+        self._in_ui(self._render_if_open, snap, history)
+
+    def _in_ui(self, update: Callable[..., None], *args: Any) -> None:
+        """Run a widget update from the refresher thread on the kernel's loop (in the thread, locked, without one)."""
         loop = self._loop
         if loop is not None and loop.is_running() and not loop.is_closed():
-            loop.call_soon_threadsafe(self._render_if_open, snap, history)
+            loop.call_soon_threadsafe(update, *args)
         else:
             with self._render_lock:
-                self._render_if_open(snap, history)
+                update(*args)
 
     def _render_if_open(self, snap: DashboardSnapshot, history: HistorySnapshot | None) -> None:
-        if not self._closed:
-            self._render(snap, history)
+        if self._closed:
+            return
+        if history is not None and history.state.instance_id != self.instances.value:
+            history = self.selected_history  # read for a row the person has since left: keep what select() showed
+        self._render(snap, history)
 
     def _on_tick_error(self, exc: BaseException) -> None:
-        self._show(f"Refresh failed: {exc}", error=True)
+        self._in_ui(self._show_if_open, f"Refresh failed: {exc}")
+
+    def _show_if_open(self, text: str) -> None:
+        if not self._closed:
+            self._show(text, error=True)
 
     # --- rendering -------------------------------------------------------------------------------
 
