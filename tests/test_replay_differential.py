@@ -254,8 +254,10 @@ def finished(registry, make_runtime, iid) -> Iterator[tuple[pdn.WorkflowRuntime,
 
 def test_stepper_outcome_equals_engine_for_every_primitive(finished) -> None:
     rt, ids = finished
+    children = {f"child {s.instance_id}": s.instance_id for s in rt.list_workflows(name="child")}
+    assert len(children) == 3  # parent's two (one failed) and odds' named one
     checked = 0
-    for label, instance in ids.items():
+    for label, instance in {**ids, **children}.items():
         executions = rt.executions(instance)
         for execution in executions:
             history = pdn.ReplayHistory.from_runtime(rt, instance, execution_id=execution)
@@ -277,7 +279,7 @@ def test_stepper_outcome_equals_engine_for_every_primitive(finished) -> None:
             assert not stepper.warnings, (label, stepper.warnings)
             checked += 1
     # looper ran three executions, the rest one each
-    assert checked == len(ids) + 2
+    assert checked == len(ids) + len(children) + 2
     # the recorded outcomes themselves are what the code meant (guards against a vacuous pass)
     states = {label: rt.get_workflow(i) for label, i in ids.items()}
     assert states["seq"].output == {"total": 30, "json": {"k": [1, 2.5, "é"]}}
@@ -408,55 +410,143 @@ def test_engine_and_stepper_agree_on_schedule_mismatch(engine_rt, registry, iid)
     assert stepper.outcome.status == "nondeterministic"
 
 
-def test_engine_and_stepper_agree_on_missing_action(engine_rt, registry, iid) -> None:
-    def original(ctx, _):
-        yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("double", 2)])
+def _missing_original(ctx, _):
+    yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("double", 2)])
+    ctx.set_custom_status("waiting")
+    return (yield ctx.wait_for_event("go"))
+
+
+def _missing_edited(ctx, _):
+    yield ctx.schedule_activity("double", 1)
+    ctx.set_custom_status("waiting")
+    return (yield ctx.wait_for_event("go"))
+
+
+def _status_original(ctx, _):
+    ctx.set_custom_status("waiting")
+    yield ctx.schedule_activity("double", 1)
+    return (yield ctx.wait_for_event("go"))
+
+
+def _status_edited(ctx, _):
+    yield ctx.schedule_activity("double", 1)
+    ctx.set_custom_status("waiting")
+    return (yield ctx.wait_for_event("go"))
+
+
+def _kv_code(steps: int) -> Callable[..., Any]:
+    def code(ctx, _):
+        ctx.kv.set("plan", {"steps": steps})
         ctx.set_custom_status("waiting")
         return (yield ctx.wait_for_event("go"))
 
-    def edited(ctx, _):
+    return code
+
+
+def _first_task_code(first: Callable[[Any], Any]) -> Callable[..., Any]:
+    def code(ctx, _):
+        yield first(ctx)
+        ctx.set_custom_status("waiting")
+        return (yield ctx.wait_for_event("go"))
+
+    return code
+
+
+def _event_code(name: str) -> Callable[..., Any]:
+    def code(ctx, _):
+        ctx.set_custom_status("waiting")
+        return (yield ctx.wait_for_event(name))
+
+    return code
+
+
+def _sub_after_state(x: int) -> Callable[..., Any]:
+    def code(ctx, _):
+        ctx.set_custom_status("starting")
+        ctx.kv.set("k", 1)
         yield ctx.schedule_activity("double", 1)
+        yield ctx.schedule_sub_orchestration("nd_child", x)
         ctx.set_custom_status("waiting")
         return (yield ctx.wait_for_event("go"))
 
-    error, stepper = _engine_verdict(engine_rt, registry, "nd_missing", original, edited, iid)
-    assert stepper.divergence is not None
-    assert stepper.divergence.reason == _reason_of(error) == "history schedule but no emitted action"
-    assert stepper.divergence.engine_message == error
-    assert stepper.divergence.actual is None
+    return code
 
 
-def test_engine_and_stepper_agree_on_custom_status_mismatch(engine_rt, registry, iid) -> None:
-    def original(ctx, _):
+# name: (original, edited, the engine's reason, whether the stepper repeats the engine's message word for word)
+_EDITS: dict[str, tuple[Callable[..., Any], Callable[..., Any], str, bool]] = {
+    "nd_missing": (_missing_original, _missing_edited, "history schedule but no emitted action", True),
+    "nd_status": (_status_original, _status_edited, "custom status mismatch", True),
+    "nd_kv": (_kv_code(1), _kv_code(2), "kv set mismatch", False),
+    "nd_kind": (
+        _first_task_code(lambda ctx: ctx.schedule_timer(1)),
+        _first_task_code(lambda ctx: ctx.schedule_activity("double", 1)),
+        "schedule mismatch",
+        False,
+    ),
+    "nd_sub": (
+        _first_task_code(lambda ctx: ctx.schedule_sub_orchestration("nd_child", 1)),
+        _first_task_code(lambda ctx: ctx.schedule_sub_orchestration("nd_child", 2)),
+        "schedule mismatch",
+        True,
+    ),
+    "nd_sub_later": (_sub_after_state(1), _sub_after_state(2), "schedule mismatch", True),
+    "nd_event": (_event_code("go"), _event_code("go-renamed"), "schedule mismatch", True),
+}
+
+
+@pytest.mark.parametrize("name", list(_EDITS))
+def test_engine_and_stepper_agree_on_edited_code(engine_rt, registry, iid, name) -> None:
+    original, edited, reason, word_for_word = _EDITS[name]
+
+    @registry.register_workflow("nd_child")
+    def nd_child(ctx, x):
+        return (yield ctx.schedule_activity("double", x))
+
+    error, stepper = _engine_verdict(engine_rt, registry, name, original, edited, iid)
+    assert _reason_of(error) == reason
+    assert stepper.divergence is not None and stepper.divergence.reason == reason
+    assert stepper.outcome.status == "nondeterministic"
+    if word_for_word:
+        assert stepper.divergence.engine_message == error
+    else:
+        assert error.startswith(stepper.divergence.engine_message.split(": action=")[0])
+
+
+def _early_return(ctx, _):
+    yield ctx.all([ctx.schedule_activity("double", 1), ctx.schedule_activity("double", 2)])
+    return "early"
+
+
+def _named_child(instance_id: str) -> Callable[..., Any]:
+    def code(ctx, _):
+        yield ctx.schedule_sub_orchestration("nd_child", 1, instance_id=f"{ctx.instance_id}-{instance_id}")
         ctx.set_custom_status("waiting")
-        yield ctx.schedule_activity("double", 1)
         return (yield ctx.wait_for_event("go"))
 
-    def edited(ctx, _):
-        yield ctx.schedule_activity("double", 1)
-        ctx.set_custom_status("waiting")
-        return (yield ctx.wait_for_event("go"))
-
-    error, stepper = _engine_verdict(engine_rt, registry, "nd_status", original, edited, iid)
-    assert stepper.divergence is not None
-    assert stepper.divergence.reason == _reason_of(error) == "custom status mismatch"
-    assert stepper.divergence.engine_message == error
+    return code
 
 
-def test_engine_and_stepper_agree_on_kv_mismatch(engine_rt, registry, iid) -> None:
-    def original(ctx, _):
-        ctx.kv.set("plan", {"steps": 1})
-        ctx.set_custom_status("waiting")
-        return (yield ctx.wait_for_event("go"))
+# name: (original, edited, the warnings the stepper gives for an edit the engine accepts)
+_ACCEPTED: dict[str, tuple[Callable[..., Any], Callable[..., Any], list[str]]] = {
+    "ok_early": (_missing_original, _early_return, ["returned_early"]),
+    "ok_child_id": (_named_child("a"), _named_child("b"), ["sub_workflow_id_changed"]),
+}
 
-    def edited(ctx, _):
-        ctx.kv.set("plan", {"steps": 2})
-        ctx.set_custom_status("waiting")
-        return (yield ctx.wait_for_event("go"))
 
-    error, stepper = _engine_verdict(engine_rt, registry, "nd_kv", original, edited, iid)
-    assert stepper.divergence is not None
-    assert stepper.divergence.reason == _reason_of(error) == "kv set mismatch"
+@pytest.mark.parametrize("name", list(_ACCEPTED))
+def test_engine_accepts_silent_edits_and_stepper_warns(engine_rt, registry, iid, name) -> None:
+    original, edited, warnings = _ACCEPTED[name]
+
+    @registry.register_workflow("nd_child")
+    def nd_child(ctx, x):
+        return (yield ctx.schedule_activity("double", x))
+
+    error, stepper = _engine_verdict(engine_rt, registry, name, original, edited, iid)
+    state = engine_rt.get_workflow(stepper.history.instance_id)
+    assert (state.status, error) == (pdn.WorkflowStatus.COMPLETED, "")
+    assert stepper.divergence is None
+    assert stepper.outcome.status == "completed" and stepper.outcome.output_text == json.dumps(state.output)
+    assert [w.kind for w in stepper.warnings] == warnings
 
 
 def test_engine_accepts_changed_timer_delay_and_stepper_warns(engine_rt, registry, iid) -> None:

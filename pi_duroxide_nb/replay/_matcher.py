@@ -65,6 +65,7 @@ class Action:
     key: str | None = None
     value: str | None = None
     instance: str | None = None
+    version: str | None = None
     schedule: RecordedEvent | None = None
     completion: RecordedEvent | None = None
     result: Result | None = None
@@ -116,8 +117,12 @@ def engine_action_text(action: Action) -> str:
     if action.kind == "external":
         return f"WaitExternal {{ scheduling_event_id: 0, name: {_rs(action.name)} }}"
     if action.kind == "sub_workflow":
-        name, text = _rs(action.name), _rs(action.input)
-        return f"StartSubOrchestration {{ scheduling_event_id: 0, name: {name}, input: {text} }}"
+        # Without an explicit id the engine names the child after the action's token until it is scheduled.
+        instance = action.instance if action.instance is not None else f"sub::pending_{action.token}"
+        return (
+            f"StartSubOrchestration {{ scheduling_event_id: 0, name: {_rs(action.name)}, "
+            f"version: {_some(action.version)}, instance: {_rs(instance)}, input: {_rs(action.input)} }}"
+        )
     if action.kind == "continue_as_new":
         return f"ContinueAsNew {{ input: {_rs(action.input)} }}"
     if action.kind == "custom_status":
@@ -366,11 +371,18 @@ def _build(descriptor: Any) -> _Node:
         return _Leaf("timer", delay_ms=int(descriptor.get("delayMs") or 0))
     if kind == "waitEvent":
         return _Leaf("external", name=descriptor["name"])
-    if kind in ("subOrchestration", "subOrchestrationVersioned", "subOrchestrationWithId"):
-        return _Leaf("sub_workflow", name=descriptor["name"], input=descriptor["input"])
-    if kind == "subOrchestrationVersionedWithId":
+    if kind in (
+        "subOrchestration",
+        "subOrchestrationVersioned",
+        "subOrchestrationWithId",
+        "subOrchestrationVersionedWithId",
+    ):
         return _Leaf(
-            "sub_workflow", name=descriptor["name"], input=descriptor["input"], instance=descriptor.get("instanceId")
+            "sub_workflow",
+            name=descriptor["name"],
+            input=descriptor["input"],
+            instance=descriptor.get("instanceId"),
+            version=descriptor.get("version"),
         )
     if kind == "utcNow":
         return _Leaf("activity", name="__duroxide_syscall:utc_now_ms", input="")
@@ -648,6 +660,16 @@ class ReplayRun:
                 self.subscriptions[event.event_id] = (name, idx)
             if kind == "TimerCreated" and action.delay_ms is not None:
                 self._check_timer(action, event)
+            recorded_child = event.fields.get("instance")
+            if kind == "SubOrchestrationScheduled" and action.instance not in (None, recorded_child):
+                self.warnings.append(
+                    Warning_(
+                        "sub_workflow_id_changed",
+                        f"Code names its sub-workflow {action.instance!r} where history started {recorded_child!r} "
+                        f"(event #{event.event_id}); duroxide matches by name and input and keeps the recorded child.",
+                        event,
+                    )
+                )
             return False
         if kind in _COMPLETION_KINDS:
             source = event.source_event_id

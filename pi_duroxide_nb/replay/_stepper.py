@@ -148,7 +148,7 @@ class ReplayWarning:
     """A difference between code and history that duroxide accepts silently."""
 
     kind: str
-    """timer_delay_changed, custom_status_changed, returned_early or outcome_changed."""
+    """timer_delay_changed, custom_status_changed, sub_workflow_id_changed, returned_early or outcome_changed."""
     message: str
     event_id: int | None = None
 
