@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 
 import pi_duroxide_nb as pdn
 
@@ -80,6 +81,58 @@ def test_the_issue_example_llm_then_a_full_turn_with_a_tool(registry, make_runti
         },
     }
     assert logged[1].content == "Hello! / Done reading."
+
+
+class Forecast(BaseModel):
+    city: str = Field(description="City name")
+    days: int = Field(default=1, ge=1, le=7)
+
+
+def test_set_host_with_cwd_dot_and_a_user_tool_inside_a_workflow(
+    registry, make_runtime, iid, work, monkeypatch
+) -> None:
+    monkeypatch.chdir(work)
+    host = pdn.PiHost(
+        model=pdn.ScriptedModel([pdn.ToolCall("forecast", {"city": "Oslo"}), "Clear in Oslo."]),
+        cwd=".",
+        tools=["read", "bash", "edit", "write", "ls", "grep", "find"],
+    )
+    assert host.cwd == work.resolve()
+
+    @host.register_tool
+    def forecast(args: Forecast) -> dict:
+        """The forecast for a city."""
+        return {"city": args.city, "days": args.days, "sky": "clear"}
+
+    @registry.register_workflow("weather")
+    def weather(ctx, _):
+        errors = []
+        for args in [{"town": "Oslo"}, {"city": "Oslo", "days": 9}]:
+            try:
+                yield ctx.pi.tool("forecast", args)
+            except pdn.ActivityError as err:
+                errors.append([err.error_type, err.error_message])
+        direct = yield ctx.pi.tool("forecast", {"city": "Bergen", "days": 2})
+        notes = yield ctx.pi.tool("read", {"path": "notes.md"})  # relative to cwd="."
+        turn = yield ctx.pi.prompt("Weather in Oslo?")
+        return {"errors": errors, "direct": direct["details"], "notes": notes["content"][0]["text"], "turn": turn}
+
+    rt = make_runtime()
+    rt.set_host(host)  # the other way to bind a host
+    assert rt.host is host
+    rt.start()
+    out = run(rt, "weather", None, iid).output
+    assert [e[0] for e in out["errors"]] == ["ToolError", "ToolError"]
+    assert "Tool 'forecast' got invalid arguments: city: Field required" in out["errors"][0][1]
+    assert "days: Input should be less than or equal to 7" in out["errors"][1][1]
+    assert out["direct"] == {"city": "Bergen", "days": 2, "sky": "clear"}
+    assert out["notes"] == "Remember the milk."
+    assert out["turn"]["text"] == "Clear in Oslo."
+    assert out["turn"]["messages"][2]["details"] == {"city": "Oslo", "days": 1, "sky": "clear"}
+    offered = host.model.calls[0].tools[-1]
+    assert offered.name == "forecast" and offered.description == "The forecast for a city."
+    assert offered.parameters["properties"]["city"] == {"description": "City name", "title": "City", "type": "string"}
+    assert offered.parameters["required"] == ["city"]
 
 
 def test_options_are_per_call_and_bad_options_are_catchable(registry, make_runtime, iid, work) -> None:
