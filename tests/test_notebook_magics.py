@@ -217,6 +217,8 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow wait missing-id --timeout soon", "--timeout must be a non-negative number"),
         ("%workflow list --limit -3", "--limit must be a non-negative number"),
         ("%workflow list --colour red", "Unexpected '--colour'"),
+        ("%workflow wait missing-id --timeout", "--timeout needs a value"),
+        ("%workflows all", "takes no arguments: run it alone"),
         ("%workflow list --status Sleeping", "Unknown workflow status 'Sleeping'"),
         ("%workflow signal x", "Give the event name"),
         ("%workflow status a b", "takes one instance id; remove 'b'"),

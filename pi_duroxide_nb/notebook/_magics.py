@@ -67,8 +67,11 @@ def _flags(text: str, allowed: tuple[str, ...], usage: str) -> dict[str, str]:
     found: dict[str, str] = {}
     while words:
         flag = words.pop(0)
-        if flag not in allowed or not words:
+        if flag not in allowed:
             msg = f"Unexpected {flag!r}. Usage: {usage}"
+            raise UsageError(msg)
+        if not words:
+            msg = f"{flag} needs a value. Usage: {usage}"
             raise UsageError(msg)
         found[flag] = words.pop(0)
     return found
@@ -234,7 +237,7 @@ class WorkflowMagics(Magics):
         Python twin: ``pdn.dashboard()``.
         """
         if line.strip():
-            raise UsageError("%workflows takes no arguments.")
+            raise UsageError("%workflows takes no arguments: run it alone, then filter with the dashboard's dropdowns.")
         from .ui import dashboard
 
         # Re-running the cell replaces its output: close the previous one so its refresh stops.
