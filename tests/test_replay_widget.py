@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import pi_duroxide_nb as pdn
 from pi_duroxide_nb.notebook.ui._replay import ReplayWidget, replay_widget
 from tests import replay_workflows as wf
@@ -21,6 +23,13 @@ def test_buttons_and_slider_move_the_stepper(no_leaked_comms) -> None:
         current = next(line for line in widget.source.value.split("</div>") if "pdn-current" in line)
         assert f"{widget.step.line:>4}" in current and "make build" in current
         assert "from history" in widget.details.value and "__pi_tool" in widget.details.value
+        details = widget.details.value
+        assert "sent back: <code>{&#x27;exitCode&#x27;: 0, &#x27;stdout&#x27;: &#x27;make build api&#x27;}" in details
+        assert "<td>service</td><td>&#x27;api&#x27;</td>" in details  # locals
+        assert "<td>ActivityScheduled</td>" in details and "<td>ActivityCompleted</td>" in details  # events
+        widget.step_button.click()
+        widget.step_button.click()
+        assert "<td>custom status</td><td>awaiting-approval</td>" in widget.details.value
         widget.end_button.click()
         assert widget.stepper.done and widget.slider.value == 5 and widget.step_button.disabled
         assert "code ended" in widget.details.value
@@ -49,6 +58,21 @@ def test_divergence_shows_a_red_panel_with_expected_and_actual(no_leaked_comms) 
         widget.close()
 
 
+def test_a_history_that_ends_early_shows_what_would_run_next(no_leaked_comms) -> None:
+    history = pdn.ReplayHistory.load(FIXTURES / "deploy_approved.json")
+    cut = pdn.ReplayHistory(instance_id=history.instance_id, execution_id=1, events=history.events[:3])
+    widget = ReplayWidget(pdn.ReplayStepper.from_history(cut, wf.deploy))
+    try:
+        widget.end_button.click()
+        assert widget.step.index == widget.slider.max == 2 and widget.step_button.disabled
+        assert "beyond history: would run live" in widget.details.value
+        assert "would run next (live): <code>ActivityScheduled fetch(&quot;https://api.example&quot;)</code>" in (
+            widget.details.value
+        )
+    finally:
+        widget.close()
+
+
 def test_replay_widget_on_a_running_instance(registry, make_runtime, iid, no_leaked_comms) -> None:
     wf.register(registry)
     host = pdn.InMemoryAgentHost(tools={"bash": lambda args: {"exitCode": 0, "stdout": args["command"]}})
@@ -67,15 +91,28 @@ def test_replay_widget_on_a_running_instance(registry, make_runtime, iid, no_lea
         widget.close()
 
 
-def test_the_notebook_hook_opens_this_widget(registry, make_runtime, iid, no_leaked_comms) -> None:
-    from pi_duroxide_nb.notebook._replay_hook import _open_replay
+def test_the_workflow_replay_magic_opens_this_widget(registry, db_path, iid, no_leaked_comms) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.getipython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
 
     wf.register(registry)
-    rt = make_runtime().start()
-    instance = rt.start_workflow("nested", 2, instance_id=iid("nested"))
-    rt.wait_for_workflow(instance, timeout=30)
-    widget = _open_replay(rt, instance)  # what %workflow replay ID and the dashboard's button call
+    ip = start_ipython() or get_ipython()
+    rt = pdn.kernel_runtime(db=db_path, registry=registry)
+    ip.run_line_magic("load_ext", "pi_duroxide_nb")
+    widget = None
     try:
-        assert isinstance(widget, ReplayWidget) and widget.stepper.total == 3
+        instance = rt.start_workflow("nested", 2, instance_id=iid("nested"))
+        rt.wait_for_workflow(instance, timeout=30)
+        result = ip.run_cell(f"%workflow replay {instance}")  # what the dashboard's Replay button calls too
+        assert result.error_in_exec is None, result.error_in_exec
+        widget = result.result
+        assert isinstance(widget, ReplayWidget) and widget.stepper.history.instance_id == instance
+        assert widget.stepper.total == 3
+        with pytest.raises(UsageError):
+            ip.run_line_magic("workflow", f"replay {iid('nobody')}")
     finally:
-        widget.close()
+        if widget is not None:
+            widget.close()
+        ip.run_line_magic("unload_ext", "pi_duroxide_nb")
+        pdn.stop_kernel_runtime()
