@@ -123,3 +123,15 @@ def test_agent_with_pi_tools_and_a_policy(registry, make_runtime, tmp_path: Path
     assert model.calls[0].options.temperature == 0
     with pytest.raises(pdn.PayloadError, match="invalid options"):
         agent.chat("x", tempreture=1)
+
+
+def test_bad_agent_configuration_is_reported_at_once(make_runtime) -> None:
+    rt = make_runtime()
+    with pytest.raises(TypeError, match=r"Agent\(model=...\) takes a pdn.ChatModel"):
+        pdn.Agent(rt, model="gpt-4o")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Agent\(tools=...\) takes a list of tool names"):
+        pdn.Agent(rt, model=pdn.ScriptedModel([]), tools="read")
+    with pytest.raises(ValueError, match=r"Agent\(max_steps=...\) must be a positive integer"):
+        pdn.Agent(rt, model=pdn.ScriptedModel([]), max_steps=0)
+    with pytest.raises(pdn.ToolError, match="not one of pi's built-in tools"):
+        pdn.Agent(rt, model=pdn.ScriptedModel([]), tools=["rm"])

@@ -286,3 +286,5 @@ def test_bad_host_configuration_is_reported_at_once(work: Path) -> None:
         pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work / "nope")
     with pytest.raises(TypeError, match="list of tool names"):
         pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work, tools="read")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"PiHost\(max_steps=...\) must be a positive integer"):
+        pdn.PiHost(model=pdn.ScriptedModel([]), cwd=work, max_steps=0)

@@ -11,9 +11,9 @@ from ._builtin_tools import ToolEnv
 from ._loop import run_turn
 from ._messages import AssistantMessage, Message, UserMessage, parse_options
 from ._policy import ToolPolicy
-from ._providers import ChatModel
+from ._providers import ChatModel, check_model
 from ._tools import workflow_tools
-from ._user_tools import ToolBox, builtin_tool, workflow_tool
+from ._user_tools import ToolBox, builtin_tool, check_max_steps, check_tool_names, workflow_tool
 
 if TYPE_CHECKING:
     from ..engine import WorkflowRuntime
@@ -59,14 +59,11 @@ class Agent:
         system_prompt: str | None = None,
         max_steps: int = 20,
     ) -> None:
-        if not isinstance(model, ChatModel):
-            msg = f"Agent(model=...) takes a pdn.ChatModel (ScriptedModel, OpenAIModel, AnthropicModel), not {model!r}."
-            raise TypeError(msg)
-        if isinstance(tools, str):
-            msg = f"tools=... takes a list of tool names, not the string {tools!r}."
-            raise TypeError(msg)
         self._runtime = runtime
-        self._model = model
+        self._model = check_model(model, "Agent")
+        self.max_steps = check_max_steps(max_steps, "Agent")
+        """Model replies per ``chat`` before it is stopped."""
+        check_tool_names(tools, "Agent")
         self._policy = policy or ToolPolicy()
         env = ToolEnv(Path(cwd).expanduser().resolve(), confine_to_cwd=self._policy.confine_to_cwd)
         host_tools = [workflow_tool(t) for t in workflow_tools(runtime)]
@@ -74,7 +71,6 @@ class Agent:
         self._box = ToolBox(host_tools, self._policy)
         self.system_prompt = system_prompt if system_prompt is not None else _SYSTEM
         """The instructions sent with every call."""
-        self.max_steps = max_steps
         self._messages: list[Message] = []
         self._lock = threading.Lock()
 

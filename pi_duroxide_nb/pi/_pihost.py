@@ -14,9 +14,9 @@ from ._errors import ToolError
 from ._loop import TurnResult, run_turn
 from ._messages import LlmOptions, UserMessage, dump_messages, parse_messages, parse_options
 from ._policy import ToolPolicy
-from ._providers import ChatModel
+from ._providers import ChatModel, check_model
 from ._skills import Skill, discover_skills, find_skill, skill_dirs, skill_prompt
-from ._user_tools import HostTool, ToolBox, builtin_tool, function_tool
+from ._user_tools import HostTool, ToolBox, builtin_tool, check_max_steps, check_tool_names, function_tool
 
 __all__ = ["PiHost"]
 
@@ -67,18 +67,10 @@ class PiHost:
         bash_timeout: float = 180.0,
         skill_paths: Sequence[str | Path] | None = None,
     ) -> None:
-        if not isinstance(model, ChatModel):
-            msg = (
-                f"PiHost(model=...) takes a pdn.ChatModel (ScriptedModel, OpenAIModel, AnthropicModel), not {model!r}."
-            )
-            raise TypeError(msg)
-        if not isinstance(max_steps, int) or max_steps < 1:
-            msg = f"max_steps must be a positive integer, not {max_steps!r}."
-            raise ValueError(msg)
-        if isinstance(tools, str):
-            msg = f"tools=... takes a list of tool names, not the string {tools!r}; write tools=[{tools!r}]."
-            raise TypeError(msg)
-        self._model = model
+        self._model = check_model(model, "PiHost")
+        self.max_steps = check_max_steps(max_steps, "PiHost")
+        """Model replies per agent turn before the turn is stopped."""
+        check_tool_names(tools, "PiHost")
         self._cwd = Path(cwd).expanduser().resolve()
         if not self._cwd.is_dir():
             msg = f"PiHost(cwd=...): {str(self._cwd)!r} is not a directory. Create it or pass another cwd."
@@ -94,8 +86,6 @@ class PiHost:
                 self.register_tool(item)
         self.system_prompt = system_prompt
         """The system prompt of calls that give none."""
-        self.max_steps = max_steps
-        """Model replies per agent turn before the turn is stopped."""
         self._skill_dirs = [Path(p).expanduser().resolve() for p in skill_paths] if skill_paths is not None else None
 
     def __repr__(self) -> str:

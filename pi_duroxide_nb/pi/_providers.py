@@ -33,7 +33,7 @@ from ._messages import (
     UserMessage,
 )
 
-__all__ = ["AnthropicModel", "ChatModel", "OpenAIModel", "ScriptedModel"]
+__all__ = ["AnthropicModel", "ChatModel", "OpenAIModel", "ScriptedModel", "check_model"]
 
 
 class ChatModel(abc.ABC):
@@ -67,6 +67,14 @@ class ChatModel(abc.ABC):
 
     def _effective(self, options: LlmOptions | None) -> LlmOptions:
         return (options or LlmOptions()).merged_over(self.defaults)
+
+
+def check_model(model: object, owner: str) -> ChatModel:
+    """``model``, if it is a ``ChatModel``; else a TypeError naming what ``owner(model=...)`` takes."""
+    if not isinstance(model, ChatModel):
+        msg = f"{owner}(model=...) takes a pdn.ChatModel (ScriptedModel, OpenAIModel, AnthropicModel), not {model!r}."
+        raise TypeError(msg)
+    return model
 
 
 # --- scripted --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ._messages import TextContent, ToolCall, ToolResultMessage, ToolSpec
 from ._policy import ToolPolicy
 from ._tools import ToolResult, WorkflowTool
 
-__all__ = ["HostTool", "ToolBox", "function_tool"]
+__all__ = ["HostTool", "ToolBox", "check_max_steps", "check_tool_names", "function_tool"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,21 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     result = resolve(schema, ())
     return result if isinstance(result, dict) else schema
+
+
+def check_tool_names(tools: object, owner: str) -> None:
+    """Refuse a bare string where ``owner(tools=...)`` wants a list (it would iterate its letters)."""
+    if isinstance(tools, str):
+        msg = f"{owner}(tools=...) takes a list of tool names, not the string {tools!r}; write tools=[{tools!r}]."
+        raise TypeError(msg)
+
+
+def check_max_steps(max_steps: object, owner: str) -> int:
+    """``max_steps`` if it is a positive integer; else a ValueError saying what ``owner`` needs."""
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        msg = f"{owner}(max_steps=...) must be a positive integer (model replies per turn), not {max_steps!r}."
+        raise ValueError(msg)
+    return max_steps
 
 
 def builtin_tool(name: str, env: ToolEnv) -> HostTool:
