@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,27 @@ def test_bad_agent_configuration_is_reported_at_once(make_runtime) -> None:
         pdn.Agent(rt, model=pdn.ScriptedModel([]), max_steps=0)
     with pytest.raises(pdn.ToolError, match="not one of pi's built-in tools"):
         pdn.Agent(rt, model=pdn.ScriptedModel([]), tools=["rm"])
+
+
+def test_chats_from_two_threads_take_turns(make_runtime) -> None:
+    first_in, release = threading.Event(), threading.Event()
+
+    def reply(call: pdn.ModelCall) -> str:
+        if call.last_text == "one":
+            first_in.set()
+            assert release.wait(10)
+        return f"re: {call.last_text}"
+
+    model = pdn.ScriptedModel(reply)
+    agent = pdn.Agent(make_runtime(), model=model)
+    one = threading.Thread(target=agent.chat, args=("one",))
+    one.start()
+    assert first_in.wait(10)
+    two = threading.Thread(target=agent.chat, args=("two",))
+    two.start()
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert [c.last_text for c in model.calls] == ["one", "two"]
+    assert [m.role for m in model.calls[1].messages] == ["user", "assistant", "user"]  # it saw the first turn
+    assert [m.text for m in agent.messages] == ["one", "re: one", "two", "re: two"]

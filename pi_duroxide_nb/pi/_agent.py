@@ -73,6 +73,7 @@ class Agent:
         """The instructions sent with every call."""
         self._messages: list[Message] = []
         self._lock = threading.Lock()
+        self._chatting = threading.Lock()  # one turn at a time: each builds on the last one's messages
 
     def __repr__(self) -> str:
         return f"<Agent model={self._model!r} tools={self._box.allowed()} messages={len(self._messages)}>"
@@ -102,7 +103,8 @@ class Agent:
         """Say ``text``; the model may call tools until it answers. Returns its answer.
 
         Options (``model``, ``temperature``, ``max_tokens``, ``system_prompt``) apply to this
-        call. Tool failures go back to the model as error results; a failing model raises.
+        call. Tool failures go back to the model as error results; a failing model raises and
+        leaves the conversation as it was. Calls from several threads take turns.
 
         Raises:
             ModelError: the model failed, or kept calling tools past ``max_steps``.
@@ -110,10 +112,11 @@ class Agent:
         opts = parse_options(options, where="Agent.chat")
         if opts.system_prompt is None:
             opts = opts.model_copy(update={"system_prompt": self.system_prompt})
-        with self._lock:
-            history = [*self._messages, UserMessage(content=text)]
-        turn = run_turn(self._model, history, self._box, opts, max_steps=self.max_steps)
-        with self._lock:
-            self._messages = [*history, *turn.messages]
+        with self._chatting:
+            with self._lock:
+                history = [*self._messages, UserMessage(content=text)]
+            turn = run_turn(self._model, history, self._box, opts, max_steps=self.max_steps)
+            with self._lock:
+                self._messages = [*history, *turn.messages]
         final = turn.final
         return final.text if isinstance(final, AssistantMessage) else ""
