@@ -153,6 +153,8 @@ def test_unknown_tool_and_bad_arguments_are_clear_errors(host: pdn.PiHost) -> No
     assert "file: Extra inputs are not permitted" in str(bad.value)
     with pytest.raises(pdn.ToolError, match="limit: Input should be greater than or equal to 1"):
         host.tool("ls", {"limit": 0})
+    with pytest.raises(pdn.ToolError, match="timeout: Input should be greater than 0"):
+        host.tool("bash", {"command": "sleep 1000", "timeout": 0})  # 0 would mean no limit at all
 
 
 class Weather(BaseModel):

@@ -128,7 +128,10 @@ def _read(args: ReadArgs, env: ToolEnv) -> dict[str, Any]:
 class BashArgs(BaseModel):
     model_config = _ARGS
     command: str = Field(description="Bash command to execute")
-    timeout: float | None = Field(default=None, ge=0, description="Timeout in seconds (optional, no default timeout)")
+    # gt=0: a timeout of 0 would let a command run forever.
+    timeout: float | None = Field(
+        default=None, gt=0, description="Timeout in seconds (optional; the host's default limit applies otherwise)"
+    )
 
 
 def _tail(text: str) -> tuple[str, bool]:
