@@ -398,7 +398,7 @@ class ReplayStepper:
             PayloadError: ``index`` is below 1.
         """
         if not isinstance(index, int) or index < 1:
-            msg = f"Steps are numbered from 1; got {index!r}."
+            msg = f"Steps are numbered from 1; got {index!r}. goto(1) is the first step; stepper.total counts them."
             raise PayloadError(msg)
         snap = self._snapshot(index)
         self._cursor = snap.index
