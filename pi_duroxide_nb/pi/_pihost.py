@@ -167,7 +167,8 @@ class PiHost:
 
         Tools are offered only when asked: ``tools=True`` (all allowed tools) or a list of
         names. The reply may then contain tool calls, which the workflow runs with
-        ``ctx.pi.tool`` (each a durable step).
+        ``ctx.pi.tool`` (each a durable step). The system prompt is the call's
+        ``system_prompt``, else the ``system`` messages joined, else the host's.
         """
         system, parsed = parse_messages(messages, where="ctx.pi.llm")
         opts = self._options(options, "ctx.pi.llm", system)
