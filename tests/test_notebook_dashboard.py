@@ -162,6 +162,11 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
         assert dash.last_action == "Replaying act-2."
         assert dash.replay_widget.stepper.history.instance_id == other
         assert dash.replay_box.children == (dash.replay_widget,)  # closed with the dashboard below
+        twin = pdn.replay_widget(rt, other)  # the Python twin of %workflow replay
+        try:
+            assert twin.stepper.history.instance_id == other and twin.stepper.total > 0
+        finally:
+            twin.close()
     finally:
         dash.close()
 

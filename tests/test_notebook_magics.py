@@ -256,6 +256,8 @@ def test_list_is_capped_and_says_how_many_matched(shell) -> None:
     shell.run_cell_magic("workflow", "many", "yield ctx.schedule_timer(1)")
     for i in range(4):
         run(shell, f"%workflow start many --id many-{i}")
+    # A start is queued; the store has its row once the engine picked it up.
+    wait_until(lambda: sum(pdn.kernel_runtime().count_workflows(name="many").values()) == 4)
     listing = run(shell, "%workflow list --name many --limit 2")
     assert [s.instance_id for s in listing.states] == ["many-3", "many-2"]
     assert repr(listing).splitlines()[-1] == "2 of 4 shown (newest first); use --limit N for more"

@@ -16,6 +16,7 @@ from ._session import current_kernel_runtime, kernel_runtime, stop_kernel_runtim
 if TYPE_CHECKING:
     from ..engine import WorkflowRuntime
     from .ui import WorkflowDashboard
+    from .ui._replay import ReplayWidget
 
 __all__ = [
     "CellRegistration",
@@ -31,6 +32,7 @@ __all__ = [
     "dashboard",
     "define_workflow",
     "kernel_runtime",
+    "replay_widget",
     "stop_kernel_runtime",
     "timeline_bars",
     "view",
@@ -51,3 +53,24 @@ def dashboard(runtime: WorkflowRuntime | None = None, **options: Any) -> Workflo
     from .ui import dashboard as _dashboard
 
     return _dashboard(runtime, **options)
+
+
+def replay_widget(
+    runtime: WorkflowRuntime | None, instance_id: str, *, workflow: Any = None, execution: int | None = None
+) -> ReplayWidget:
+    """The replay stepper widget on an instance (the Python twin of ``%workflow replay ID``).
+
+    Example:
+        pdn.replay_widget(None, iid)                 # the kernel runtime's instance
+        pdn.replay_widget(rt, iid, workflow=edited)  # replay edited code against the history
+
+    Args:
+        runtime: The runtime whose store holds the instance; ``pdn.kernel_runtime()`` if ``None``.
+        instance_id: The instance to replay.
+        workflow: Replay this code instead of the version the instance started with.
+        execution: Which execution (after continue-as-new); the current one by default.
+    """
+    from .ui._replay import replay_widget as _replay_widget
+
+    rt = runtime if runtime is not None else kernel_runtime()
+    return _replay_widget(rt, instance_id, workflow=workflow, execution=execution)
