@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timezone
 from pathlib import Path
@@ -129,3 +130,32 @@ def test_postgres_stores_keep_their_transcript_in_a_local_file(tmp_path, monkeyp
     assert rt.messages() == []  # readable without reaching the database
     rt.shutdown()
     other.shutdown()
+
+
+def test_closing_waits_for_an_entry_being_written(tmp_path) -> None:
+    # A runtime shut down while an activity writes its entry: the write completes, then the store closes.
+    from pi_duroxide_nb.engine._transcript import TranscriptStore
+
+    store = TranscriptStore(str(tmp_path / "t.transcript.sqlite"))
+    assert store.entries() == []  # opens it
+    inside, gate = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    async def slow_write() -> str:
+        inside.set()
+        await asyncio.to_thread(gate.wait, 10)
+        return "written"
+
+    writer = threading.Thread(target=lambda: results.append(store._run(slow_write())))
+    writer.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(timeout=0.5)  # the absence of an event: close must still be waiting
+    assert closer.is_alive()
+    gate.set()
+    writer.join(10)
+    closer.join(10)
+    assert results == ["written"] and not closer.is_alive()
+    with pytest.raises(pdn.RuntimeStateError, match="closed with its runtime"):
+        store.entries()

@@ -97,6 +97,9 @@ class TranscriptStore:
     def __init__(self, path: str) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        """Operations submitted to the loop and not finished: ``close`` waits for them."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._conn: Any = None
@@ -110,12 +113,14 @@ class TranscriptStore:
 
     # --- the private loop ------------------------------------------------------------------
 
-    def _ensure_open(self) -> asyncio.AbstractEventLoop:
+    def _enter(self) -> asyncio.AbstractEventLoop:
+        """The loop, opened at first use, with one more operation counted as running on it."""
         with self._lock:
             if self._closed:
                 msg = "The transcript store was closed with its runtime. Create a new WorkflowRuntime to read it."
                 raise RuntimeStateError(msg)
             if self._loop is not None:
+                self._busy += 1
                 return self._loop
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="pi_duroxide_nb-transcript", daemon=True)
@@ -128,6 +133,7 @@ class TranscriptStore:
                 loop.close()
                 raise
             self._loop, self._thread = loop, thread
+            self._busy += 1
             return loop
 
     async def _connect(self) -> Any:
@@ -144,8 +150,17 @@ class TranscriptStore:
         return conn
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        loop = self._ensure_open()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(_TIMEOUT_S)
+        try:
+            loop = self._enter()
+        except BaseException:
+            coro.close()  # it will never run: close it so Python does not warn it was never awaited
+            raise
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(_TIMEOUT_S)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
 
     # --- writing and reading -------------------------------------------------------------------
 
@@ -236,6 +251,8 @@ class TranscriptStore:
             if self._closed:
                 return
             self._closed = True
+            # An entry being written (an activity finishing during shutdown) completes first.
+            self._idle.wait_for(lambda: self._busy == 0, timeout=_TIMEOUT_S)
             loop, thread, conn = self._loop, self._thread, self._conn
             self._loop, self._thread, self._conn = None, None, None
         if loop is None or thread is None:
