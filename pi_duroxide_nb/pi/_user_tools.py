@@ -164,14 +164,13 @@ class ToolBox:
     """The tools of a host or agent, behind its policy."""
 
     def __init__(self, tools: Iterable[HostTool], policy: ToolPolicy | None = None) -> None:
-        self._tools: dict[str, HostTool] = {}
-        for tool in tools:
-            self.add(tool)
+        self._tools: dict[str, HostTool] = {tool.name: tool for tool in tools}
         self.policy = policy or ToolPolicy()
 
     def add(self, tool: HostTool) -> None:
         """Add (or replace) a tool."""
-        self._tools[tool.name] = tool
+        # A new dict, not an update: calls running in worker threads may be iterating the old one.
+        self._tools = {**self._tools, tool.name: tool}
 
     @property
     def names(self) -> list[str]:
