@@ -208,11 +208,15 @@ class HistoryView:
     def __repr__(self) -> str:
         if not self.events:
             return "no history"
+        # ctx.new_guid()/ctx.utc_now() results differ on every run: left out, so saved outputs compare equal.
+        syscalls = {e.event_id: _label(e, "") for e in self.events if (e.name or "").startswith("__duroxide_syscall:")}
         lines = []
         for e in self.events:
             payload = _payload(e)
             text = f"{e.event_id:>3}  {e.kind:<26} {e.name or ''}"
-            if payload is not None:
+            if e.source_event_id in syscalls and e.kind == "ActivityCompleted":
+                text += f"  ({syscalls[e.source_event_id]} result)"
+            elif payload is not None:
                 text += f"  {_json(payload, 120)}"
             lines.append(text.rstrip())
         return "\n".join(lines)
