@@ -149,6 +149,14 @@ def test_cell_goes_through_input_transformers(shell, registry) -> None:
     shell.run_cell_magic("workflow", "", "def magic_defs(ctx, input):\n    yield ctx.schedule_timer(1)\nhome = %pwd\n")
     assert {"indented", "magic_defs"} <= set(registry.workflow_names())
     assert isinstance(shell.user_ns["home"], str)
+    # `!cmd` and `%magic` inside a body become get_ipython() calls: they parse, and are flagged.
+    with pytest.warns(pdn.DeterminismWarning) as caught:
+        shell.run_cell_magic("workflow", "shelly", "files = !ls\nwhere = %pwd\nyield ctx.schedule_timer(1)\n")
+    assert [str(w.message).split(" on every")[0] for w in caught] == [
+        "workflow 'shelly', line 1: get_ipython().getoutput() runs a shell command (!cmd)",
+        "workflow 'shelly', line 2: get_ipython().run_line_magic() runs an IPython magic (%magic)",
+    ]
+    assert "shelly" in registry.workflow_names()
 
 
 def test_cell_of_definitions_and_input_model(shell, registry) -> None:

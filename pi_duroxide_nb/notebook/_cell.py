@@ -228,6 +228,31 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
             stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
+# What IPython's input transformers make of `!cmd`, `x = !cmd` and `%magic` lines in a cell.
+_SHELL: dict[str, tuple[str, str]] = {
+    "system": ("runs a shell command (!cmd) on every replay", "an activity (pdn.register_activity)"),
+    "getoutput": ("runs a shell command (!cmd) on every replay", "an activity (pdn.register_activity)"),
+    "run_line_magic": ("runs an IPython magic (%magic) on every replay", "an activity, or run it outside the workflow"),
+    "run_cell_magic": (
+        "runs an IPython magic (%%magic) on every replay",
+        "an activity, or run it outside the workflow",
+    ),
+}
+
+
+def _shell_call(func: ast.expr) -> str | None:
+    """``get_ipython().system`` and the like, as written by the transformers; else ``None``."""
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr in _SHELL
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+    ):
+        return f"get_ipython().{func.attr}"
+    return None
+
+
 def _issues(body: list[ast.stmt], aliases: Mapping[str, str], namespace: Mapping[str, Any]) -> list[DeterminismIssue]:
     found: list[DeterminismIssue] = []
     for node in _own_nodes(body):
@@ -238,6 +263,9 @@ def _issues(body: list[ast.stmt], aliases: Mapping[str, str], namespace: Mapping
         if dotted is None and attr is None:
             continue
         rule = _rule((_resolve(dotted, aliases, namespace) if dotted else None) or "", attr)
+        shell_call = _shell_call(node.func)
+        if shell_call is not None:
+            dotted, rule = shell_call, _SHELL.get(attr or "")
         if rule is not None:
             call = dotted or f"….{attr}"
             found.append(DeterminismIssue(line=node.lineno, call=call, reason=rule[0], instead=rule[1]))
@@ -249,8 +277,9 @@ def check_determinism(source: str, *, namespace: Mapping[str, Any] | None = None
 
     Checks a cell body or cell of ``def`` statements: clock reads (``time.time``,
     ``datetime.now``), randomness (``random``, ``uuid4``), ``print``, file and network I/O,
-    ``time.sleep``. Code inside nested functions is skipped (it may be an activity). Names
-    are resolved through the cell's imports and ``namespace`` (the notebook's globals), so
+    ``time.sleep``, and ``!cmd`` / ``%magic`` lines (as IPython's transformers wrote them).
+    Code inside nested functions is skipped (it may be an activity). Names are resolved
+    through the cell's imports and ``namespace`` (the notebook's globals), so
     ``from random import choice`` in an earlier cell is still caught.
 
     Raises:
