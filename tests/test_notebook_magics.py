@@ -245,6 +245,7 @@ def test_tab_completion(shell) -> None:
     shell.run_cell_magic("workflow", "alpha", "yield ctx.schedule_timer(1)")
     shell.run_cell_magic("workflow", "beta", "yield ctx.schedule_timer(1)")
     run(shell, "%workflow start alpha --id alpha-123")
+    wait_until(lambda: pdn.kernel_runtime().count_workflows(name="alpha"))  # the queued start reached the store
 
     def complete(line: str) -> list[str]:
         # The API Jupyter kernels use for completion requests.
