@@ -423,6 +423,23 @@ def test_wait_times_out_without_stopping_the_instance(registry, rt, iid) -> None
     assert rt.get_workflow(instance).status in (pdn.WorkflowStatus.RUNNING, pdn.WorkflowStatus.PENDING)
 
 
+def test_a_start_is_listed_and_counted_at_once(registry, rt, iid) -> None:
+    @registry.register_workflow("parked")
+    def parked(ctx, _):
+        yield ctx.wait_for_event("never")
+
+    @registry.register_workflow("other")
+    def other(ctx, _):
+        yield ctx.wait_for_event("never")
+
+    rt.start_workflow("other", None, instance_id=iid("other"))
+    for n in range(1, 61):  # whether still queued or already picked up, never missed or counted twice
+        instance = rt.start_workflow("parked", None, instance_id=iid("parked"))
+        assert sum(rt.count_workflows(name="parked").values()) == n
+        assert instance in {s.instance_id for s in rt.list_workflows(name="parked", limit=5)}
+        assert rt.get_workflow(instance).name == "parked"
+
+
 def test_list_filters_by_name_and_status(registry, rt, iid) -> None:
     @registry.register_workflow("quick")
     def quick(ctx, x):

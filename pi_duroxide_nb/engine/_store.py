@@ -323,7 +323,7 @@ class SqliteStoreReader:
     ) -> list[WorkflowState]:
         """One page of instance states, newest first, filtered by workflow name and status.
 
-        Queued starts (``Pending``, no instance row yet) come first on the first page.
+        Queued starts (``Pending``, no instance row yet) come first, as in ``states()``.
         """
         where, args = [], []
         if name is not None:
@@ -332,28 +332,37 @@ class SqliteStoreReader:
         if status is not None:
             where.append("COALESCE(e.status, 'Pending') = ?")
             args.append(status)
-        pending: list[WorkflowState] = []
-        if offset == 0 and status in (None, WorkflowStatus.PENDING.value):
-            pending = self._pending(None, name)[:limit]
+        # The listing is the queued starts, then the instance rows: a page takes its share of each.
+        queued: list[WorkflowState] = []
+        if status in (None, WorkflowStatus.PENDING.value):
+            queued = self._pending(None, name)
+        pending = queued[offset : offset + limit]
         sql = (
             _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC LIMIT ? OFFSET ?"
         )
-        rows = self.query(sql, [*args, max(0, limit - len(pending)), max(0, offset)])
+        rows = self.query(sql, [*args, max(0, limit - len(pending)), max(0, offset - len(queued))])
         known = {row[0] for row in rows}
         return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
 
     def status_counts(self, *, name: str | None = None) -> dict[str, int]:
-        """How many instances are in each status (queued starts count as ``Pending``)."""
-        sql = (
-            "SELECT COALESCE(e.status, 'Pending'), COUNT(*) FROM instances i "
+        """How many instances are in each status (queued starts count as ``Pending``).
+
+        One statement, so one snapshot: counted in two queries, an instance the engine moves
+        from the queue to the tables in between would be counted in neither.
+        """
+        instances = (
+            "SELECT COALESCE(e.status, 'Pending') AS status FROM instances i "
             "LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id"
+        )
+        queued = (
+            "SELECT DISTINCT q.instance_id, 'Pending' AS status FROM orchestrator_queue q "
+            "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
         )
         args: list[Any] = []
         if name is not None:
-            sql += " WHERE i.orchestration_name = ?"
-            args.append(name)
-        counts = {str(s): int(n) for s, n in self.query(sql + " GROUP BY 1", args)}
-        queued = len(self._pending(None, name))
-        if queued:
-            counts[WorkflowStatus.PENDING.value] = counts.get(WorkflowStatus.PENDING.value, 0) + queued
-        return counts
+            instances += " WHERE i.orchestration_name = ?"
+            queued += " AND json_extract(q.work_item, '$.StartOrchestration.orchestration') = ?"
+            args = [name, name]
+        sql = f"SELECT status, COUNT(*) FROM ({instances} UNION ALL SELECT status FROM ({queued})) GROUP BY status"
+        return {str(s): int(n) for s, n in self.query(sql, args)}
