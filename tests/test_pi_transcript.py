@@ -159,3 +159,10 @@ def test_closing_waits_for_an_entry_being_written(tmp_path) -> None:
     assert results == ["written"] and not closer.is_alive()
     with pytest.raises(pdn.RuntimeStateError, match="closed with its runtime"):
         store.entries()
+
+
+def test_an_unopenable_transcript_file_is_a_clear_error(make_runtime, db_path) -> None:
+    rt = make_runtime()
+    Path(rt.transcript_path).mkdir()  # a folder where the file should be: SQLite cannot open it
+    with pytest.raises(pdn.RuntimeStateError, match="Could not open the transcript file .* make that folder writable"):
+        rt.messages()

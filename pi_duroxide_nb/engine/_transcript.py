@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
@@ -127,10 +128,17 @@ class TranscriptStore:
             thread.start()
             try:
                 self._conn = asyncio.run_coroutine_threadsafe(self._connect(), loop).result(_TIMEOUT_S)
-            except BaseException:
+            except BaseException as exc:
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(timeout=5)
                 loop.close()
+                if isinstance(exc, (OSError, sqlite3.Error)):
+                    msg = (
+                        f"Could not open the transcript file {self._path} ({type(exc).__name__}: {exc}). "
+                        "It is kept beside the workflow store: make that folder writable, or open the "
+                        "store from a writable folder."
+                    )
+                    raise RuntimeStateError(msg) from exc
                 raise
             self._loop, self._thread = loop, thread
             self._busy += 1
