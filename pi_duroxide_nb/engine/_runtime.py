@@ -443,10 +443,8 @@ class WorkflowRuntime:
             raise PayloadError(msg)
         client = self._client_ready()
         status_text = status_value.value if status_value else None
-        if self._reader is not None and limit is not None:
+        if self._reader is not None:
             states = self._reader.states_page(name=name, status=status_text, limit=limit, offset=offset)
-        elif self._reader is not None:
-            states = self._reader.states(name=name, status=status_text)[offset:]
         else:
             ids = list(client.list_all_instances())
             states = [self._state_from_client(i) for i in ids]

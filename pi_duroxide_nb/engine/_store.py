@@ -87,6 +87,20 @@ LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.c
 """
 
 
+def _state_sql(instance_id: str | None, name: str | None, status: str | None) -> tuple[str, list[Any]]:
+    """``_STATE_SQL`` filtered by id, workflow name and status, newest first."""
+    where, args = [], []
+    for clause, value in (
+        ("i.instance_id = ?", instance_id),
+        ("i.orchestration_name = ?", name),
+        ("COALESCE(e.status, 'Pending') = ?", status),
+    ):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC", args
+
+
 class SqliteStoreReader:
     """Read-only access to a duroxide SQLite store."""
 
@@ -214,34 +228,17 @@ class SqliteStoreReader:
 
         Instances whose start is queued but not yet picked up are reported as ``Pending``.
         """
-        where, args = [], []
-        if instance_id is not None:
-            where.append("i.instance_id = ?")
-            args.append(instance_id)
-        if name is not None:
-            where.append("i.orchestration_name = ?")
-            args.append(name)
-        if status is not None:
-            where.append("COALESCE(e.status, 'Pending') = ?")
-            args.append(status)
-        sql = _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC"
-        if instance_id is not None:
-            # One instance: it is almost always in the tables already, so look there first
-            # (one round trip); a miss then checks the queue, and callers fall back to the client.
-            rows = self.query(sql, args)
-            if rows:
-                return [self._state(rows[0])]
-            if status not in (None, WorkflowStatus.PENDING.value):
-                return []
-            return self._pending(instance_id, name)
-        # Queued starts first: the engine moves a start from the queue to the instance
-        # tables atomically, so reading in this order cannot miss an instance in between.
-        pending: list[WorkflowState] = []
-        if status in (None, WorkflowStatus.PENDING.value):
-            pending = self._pending(instance_id, name)
+        if instance_id is None:
+            return self.states_page(name=name, status=status, limit=None)
+        # One instance: it is almost always in the tables already, so look there first
+        # (one round trip); a miss then checks the queue, and callers fall back to the client.
+        sql, args = _state_sql(instance_id, name, status)
         rows = self.query(sql, args)
-        known = {row[0] for row in rows}
-        return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
+        if rows:
+            return [self._state(rows[0])]
+        if status not in (None, WorkflowStatus.PENDING.value):
+            return []
+        return self._pending(instance_id, name)
 
     def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
         sql = (
@@ -319,28 +316,22 @@ class SqliteStoreReader:
     # --- dashboard-scale reads: one query per page, never one per instance ------------------
 
     def states_page(
-        self, *, name: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+        self, *, name: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0
     ) -> list[WorkflowState]:
         """One page of instance states, newest first, filtered by workflow name and status.
 
         Queued starts (``Pending``, no instance row yet) come first, as in ``states()``.
         """
-        where, args = [], []
-        if name is not None:
-            where.append("i.orchestration_name = ?")
-            args.append(name)
-        if status is not None:
-            where.append("COALESCE(e.status, 'Pending') = ?")
-            args.append(status)
         # The listing is the queued starts, then the instance rows: a page takes its share of each.
+        # Queued starts are read first: the engine moves a start from the queue to the tables
+        # atomically, so reading in this order cannot miss an instance in between.
         queued: list[WorkflowState] = []
         if status in (None, WorkflowStatus.PENDING.value):
             queued = self._pending(None, name)
-        pending = queued[offset : offset + limit]
-        sql = (
-            _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC LIMIT ? OFFSET ?"
-        )
-        rows = self.query(sql, [*args, max(0, limit - len(pending)), max(0, offset - len(queued))])
+        pending = queued[offset : None if limit is None else offset + limit]
+        sql, args = _state_sql(None, name, status)
+        rows_limit = -1 if limit is None else max(0, limit - len(pending))  # SQLite: -1 is no limit
+        rows = self.query(sql + " LIMIT ? OFFSET ?", [*args, rows_limit, max(0, offset - len(queued))])
         known = {row[0] for row in rows}
         return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
 
