@@ -125,7 +125,7 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
     instance = start_waiting(rt, "act-1")
     dash = pdn.dashboard(rt, live=False)
     try:
-        dash.start_name.value = "approve"
+        assert dash.start_name.value == "approve"  # preselected: a blank dropdown would start nothing
         dash.start_input.value = '{"n": 2,}'
         # A click as the front end sends it.
         dash.start_button._handle_msg(

@@ -91,6 +91,27 @@ def test_replay_widget_on_a_running_instance(registry, make_runtime, iid, no_lea
         widget.close()
 
 
+def test_a_cell_body_workflow_shows_its_whole_source(registry, make_runtime, iid, no_leaked_comms) -> None:
+    # A %%workflow body has no def line: Python's inspect finds only its first statement.
+    registry.register_activity("double", lambda ctx, x: x * 2)
+    body = 'first = yield ctx.schedule_activity("double", input)\nctx.set_custom_status("half way")\n'
+    body += 'second = yield ctx.schedule_activity("double", first)\nreturn second\n'
+    pdn.define_workflow("celled", body, registry=registry)
+    rt = make_runtime().start()
+    instance = rt.start_workflow("celled", 1, instance_id=iid("celled"))
+    assert rt.wait_for_workflow(instance, timeout=30).output == 4
+    widget = replay_widget(rt, instance)
+    try:
+        widget.step_button.click()
+        widget.step_button.click()
+        assert widget.step.line == 3
+        assert widget.source.value.count('class="pdn-line') == 4 and "return second" in widget.source.value
+        current = next(line for line in widget.source.value.split("</div>") if "pdn-current" in line)
+        assert "   3  second = yield" in current
+    finally:
+        widget.close()
+
+
 def test_the_workflow_replay_magic_opens_this_widget(registry, db_path, iid, no_leaked_comms) -> None:
     from IPython.core.error import UsageError
     from IPython.core.getipython import get_ipython

@@ -122,7 +122,7 @@ class WorkflowDashboard(widgets.VBox):
         self.next_button = _button("▶", "Older instances")
         self.page_label = widgets.HTML()
         self.instances_header = widgets.HTML()
-        self.instances = widgets.Select(options=[], rows=12, layout=widgets.Layout(width="100%"))
+        self.instances = widgets.Select(options=[], rows=12, layout=widgets.Layout(width="auto"))
         self.instances.add_class("pdn-mono")
         self.instances_header.add_class("pdn-mono")
         self.detail_html = widgets.HTML()
@@ -300,7 +300,11 @@ class WorkflowDashboard(widgets.VBox):
         self.transcript_html.value = _transcript_html(snap)
 
     def _set_options(self, widget: Any, options: list[tuple[str, str]]) -> None:
-        """Replace a selection widget's options, keeping the selected value (or none) as it was."""
+        """Replace a selection widget's options, keeping the selected value as it was.
+
+        A list (``Select``) with its value gone selects nothing; a dropdown selects its first
+        option (ipywidgets leaves it on ``None``, which the browser shows as a blank box).
+        """
         if tuple(widget.options) == tuple(options):
             return
         current = widget.value
@@ -313,6 +317,8 @@ class WorkflowDashboard(widgets.VBox):
                     widget.value = current
                 elif isinstance(widget, widgets.Select):
                     widget.index = None
+                elif options:
+                    widget.index = 0
         finally:
             self._updating = False
 

@@ -7,6 +7,8 @@ engine: buttons and the slider move the stepper, and the view re-renders the sna
 from __future__ import annotations
 
 import html
+import linecache
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -17,12 +19,15 @@ from ._widgets import close_tree as _close_tree
 if TYPE_CHECKING:
     from ...engine import WorkflowRuntime
 
-__all__ = ["ReplayWidget", "replay_html", "replay_widget", "source_html"]
+__all__ = ["ReplayWidget", "replay_html", "replay_widget", "shown_source", "source_html"]
 
 _STYLE = """<style>
 .pdn-replay pre { margin: 0; }
+.pdn-replay .widget-html-content { line-height: 1.4; }
+.pdn-replay .pdn-pane, .pdn-replay .pdn-pane .widget-html,
+.pdn-replay .pdn-pane .widget-html-content { min-width: 0; max-width: 100%; }
 .pdn-replay .pdn-src { font-family: monospace; font-size: 12px; max-height: 360px; overflow: auto;
-  border: 1px solid #ddd; padding: 2px 0; }
+  border: 1px solid #ddd; padding: 2px 0; line-height: 1.5; }
 .pdn-replay .pdn-line { white-space: pre; padding: 0 6px; }
 .pdn-replay .pdn-current { background: #fff3b0; font-weight: bold; }
 .pdn-replay table { border-collapse: collapse; font-size: 12px; }
@@ -60,6 +65,34 @@ def source_html(source: str | None, first_line: int, current: int | None) -> str
         css = "pdn-line pdn-current" if number == current else "pdn-line"
         rows.append(f'<div class="{css}">{number:>4}  {_esc(text)}</div>')
     return f'<div class="pdn-src">{"".join(rows)}</div>'
+
+
+def _code_lines(code: CodeType) -> list[int]:
+    """Every line a code object (and the functions and classes nested in it) runs."""
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            lines += _code_lines(const)
+    return lines
+
+
+def shown_source(stepper: ReplayStepper) -> tuple[str | None, int]:
+    """The source text to show and its first line number.
+
+    The stepper's source, unless it stops before the last line the code runs: Python finds only
+    the first statement of a ``%%workflow`` body (the cell holds no ``def`` line), so the
+    lines are then read from the code's file (the cell, kept in ``linecache``).
+    """
+    source, first = stepper.source, stepper.source_first_line
+    code = getattr(stepper.definition.fn, "__code__", None)
+    if not isinstance(code, CodeType):
+        return source, first
+    last = max(_code_lines(code), default=first)
+    if source is None or first + len(source.splitlines()) - 1 < last:
+        lines = linecache.getlines(code.co_filename)
+        if len(lines) >= last:
+            return "".join(lines[first - 1 : last]), first
+    return source, first
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -153,10 +186,10 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             f" · {len(history)} events · {self._total} steps"
         )
         self.title = widgets.HTML(_STYLE + title)
-        self.first_button = widgets.Button(description="⏮ first", tooltip="Go to step 1")
+        self.first_button = widgets.Button(description="⇤ first", tooltip="Go to step 1")
         self.back_button = widgets.Button(description="◀ back", tooltip="Re-run the code up to the previous step")
         self.step_button = widgets.Button(description="step ▶", tooltip="Run the code to its next yield")
-        self.end_button = widgets.Button(description="run to end ⏭", tooltip="Step until the last step")
+        self.end_button = widgets.Button(description="run to end ⇥", tooltip="Step until the last step")
         self.slider = widgets.IntSlider(value=0, min=0, max=self._total, description="step", continuous_update=False)
         self.source = widgets.HTML()
         self.details = widgets.HTML()
@@ -167,12 +200,11 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.end_button.on_click(lambda _b: self._move(self.stepper.run_to_end))
         self.slider.observe(self._on_slider, names="value")
         controls = widgets.HBox([self.first_button, self.back_button, self.step_button, self.end_button, self.slider])
-        body = widgets.HBox(
-            [
-                widgets.VBox([self.source], layout=widgets.Layout(width="50%")),
-                widgets.VBox([self.details], layout=widgets.Layout(width="50%")),
-            ]
-        )
+        self._source, self._source_first_line = shown_source(stepper)
+        panes = [widgets.VBox([pane], layout=widgets.Layout(width="50%")) for pane in (self.source, self.details)]
+        for pane in panes:
+            pane.add_class("pdn-pane")  # long lines scroll inside the pane instead of being cut off
+        body = widgets.HBox(panes)
         super().__init__([self.title, self.verdict, controls, body])
         self.add_class("pdn-replay")
         self._render()
@@ -215,9 +247,7 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.slider.value = step.index if step is not None else 0
         self.back_button.disabled = step is None or step.index <= 1
         self.step_button.disabled = self.end_button.disabled = self.stepper.done
-        self.source.value = source_html(
-            self.stepper.source, self.stepper.source_first_line, step.line if step is not None else None
-        )
+        self.source.value = source_html(self._source, self._source_first_line, step.line if step is not None else None)
         self.details.value = replay_html(step, self.stepper)
 
     def close(self) -> None:
