@@ -39,6 +39,13 @@ def test_body_becomes_a_generator_workflow_with_ctx_and_input(registry, rt, iid)
     assert rt.wait_for_workflow(instance, timeout=30).output == {"x": 42}
 
 
+def test_a_body_keeps_its_whole_source(registry) -> None:
+    # The body has no def line of its own: inspect alone finds only its first statement.
+    body = 'first = yield ctx.schedule_activity("a", input)\nctx.set_custom_status("half")\nreturn first\n'
+    pdn.define_workflow("whole", body, registry=registry)
+    assert registry.workflow("whole").source == body
+
+
 def test_body_without_yield_is_still_a_workflow(registry, rt, iid) -> None:
     pdn.define_workflow("plain", "ctx.set_custom_status('seen')\nreturn input + 1", registry=registry)
     assert inspect.isgeneratorfunction(registry.workflow("plain").fn)

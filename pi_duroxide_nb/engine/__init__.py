@@ -12,6 +12,7 @@ from ._registry import (
     WorkflowRegistry,
     code_version,
     default_registry,
+    function_source,
     register_activity,
     register_workflow,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "current_activity",
     "default_db_path",
     "default_registry",
+    "function_source",
     "history_event_from_row",
     "register_activity",
     "register_workflow",

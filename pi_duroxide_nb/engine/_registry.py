@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import linecache
 import re
 import threading
 import types
@@ -30,6 +31,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/ ]*$")
 _RESERVED_PREFIXES = ("__pi_", "__duroxide", "__pdn")
+
+
+def _code_lines(code: types.CodeType) -> list[int]:
+    """Every line a code object (and the functions and classes nested in it) runs."""
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            lines += _code_lines(const)
+    return lines
+
+
+def function_source(fn: Callable[..., Any]) -> str | None:
+    """A function's source text, from its first line to the last line its code runs.
+
+    ``inspect.getsource`` reads a block from the ``def`` line; a ``%%workflow`` cell body
+    has no ``def`` line of its own (it is wrapped into one), so there it finds only the first
+    statement. When the code runs past what it found, the lines are read from the code's
+    file (a notebook cell is kept in ``linecache``).
+    """
+    try:
+        source: str | None = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = None
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return source
+    first = code.co_firstlineno
+    last = max(_code_lines(code), default=first)
+    if source is None or first + len(source.splitlines()) - 1 < last:
+        lines = linecache.getlines(code.co_filename)
+        if len(lines) >= last:
+            return "".join(lines[first - 1 : last])
+    return source
 
 
 def code_version(fn: Callable[..., Any]) -> str:
@@ -189,10 +223,7 @@ class WorkflowRegistry:
     ) -> None:
         _check_workflow_function(name, fn)
         version = code_version(fn)
-        try:
-            source: str | None = inspect.getsource(fn)
-        except (OSError, TypeError):
-            source = None
+        source = function_source(fn)
         definition = WorkflowDefinition(
             name=name,
             fn=fn,

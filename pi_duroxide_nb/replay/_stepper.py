@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import PayloadError, PiDuroxideError, WorkflowNotFoundError
-from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version
+from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version, function_source
 from ._context import ReplayRegistry
 from ._history import RecordedEvent, ReplayHistory, load_history
 from ._history import parse_text as _parse
@@ -336,12 +336,7 @@ class ReplayStepper:
     @property
     def source(self) -> str | None:
         """The workflow function's source text, when Python can find it."""
-        if self._definition.source:
-            return self._definition.source
-        try:
-            return inspect.getsource(self._definition.fn)
-        except (OSError, TypeError):
-            return None
+        return self._definition.source or function_source(self._definition.fn)
 
     @property
     def source_first_line(self) -> int:
@@ -660,10 +655,7 @@ def _resolve_definition(
     if model_source is None and registry is not None:
         versions = registry.versions(history.workflow_name)
         model_source = versions[-1] if versions else None
-    try:
-        source: str | None = inspect.getsource(workflow)
-    except (OSError, TypeError):
-        source = None
+    source = function_source(workflow)
     return WorkflowDefinition(
         name=history.workflow_name,
         fn=workflow,

@@ -7,8 +7,6 @@ engine: buttons and the slider move the stepper, and the view re-renders the sna
 from __future__ import annotations
 
 import html
-import linecache
-from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -19,7 +17,7 @@ from ._widgets import close_tree as _close_tree
 if TYPE_CHECKING:
     from ...engine import WorkflowRuntime
 
-__all__ = ["ReplayWidget", "replay_html", "replay_widget", "shown_source", "source_html"]
+__all__ = ["ReplayWidget", "replay_html", "replay_widget", "source_html"]
 
 _STYLE = """<style>
 .pdn-replay pre { margin: 0; }
@@ -65,34 +63,6 @@ def source_html(source: str | None, first_line: int, current: int | None) -> str
         css = "pdn-line pdn-current" if number == current else "pdn-line"
         rows.append(f'<div class="{css}">{number:>4}  {_esc(text)}</div>')
     return f'<div class="pdn-src">{"".join(rows)}</div>'
-
-
-def _code_lines(code: CodeType) -> list[int]:
-    """Every line a code object (and the functions and classes nested in it) runs."""
-    lines = [line for _, _, line in code.co_lines() if line is not None]
-    for const in code.co_consts:
-        if isinstance(const, CodeType):
-            lines += _code_lines(const)
-    return lines
-
-
-def shown_source(stepper: ReplayStepper) -> tuple[str | None, int]:
-    """The source text to show and its first line number.
-
-    The stepper's source, unless it stops before the last line the code runs: Python finds only
-    the first statement of a ``%%workflow`` body (the cell holds no ``def`` line), so the
-    lines are then read from the code's file (the cell, kept in ``linecache``).
-    """
-    source, first = stepper.source, stepper.source_first_line
-    code = getattr(stepper.definition.fn, "__code__", None)
-    if not isinstance(code, CodeType):
-        return source, first
-    last = max(_code_lines(code), default=first)
-    if source is None or first + len(source.splitlines()) - 1 < last:
-        lines = linecache.getlines(code.co_filename)
-        if len(lines) >= last:
-            return "".join(lines[first - 1 : last]), first
-    return source, first
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -200,7 +170,7 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.end_button.on_click(lambda _b: self._move(self.stepper.run_to_end))
         self.slider.observe(self._on_slider, names="value")
         controls = widgets.HBox([self.first_button, self.back_button, self.step_button, self.end_button, self.slider])
-        self._source, self._source_first_line = shown_source(stepper)
+        self._source, self._source_first_line = stepper.source, stepper.source_first_line
         panes = [widgets.VBox([pane], layout=widgets.Layout(width="50%")) for pane in (self.source, self.details)]
         for pane in panes:
             pane.add_class("pdn-pane")  # long lines scroll inside the pane instead of being cut off
