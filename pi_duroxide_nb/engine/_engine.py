@@ -373,7 +373,7 @@ class WorkflowEngine:
         whatever is left, waiting longer. The store's reader process runs them: see
         ``_store_worker``. The wait is short, but duroxide's deferred transactions that
         meet it fail with "database is locked" and back off 200 ms or more, which is why the
-        default limit is 16 MB rather than a few (measured in bench/bench_overhead.py).
+        default limit is 16 MB rather than a few (measured in bench/bench_wal_limit.py).
         """
         if self._store is None:
             return
