@@ -3,9 +3,9 @@
 duroxide says "orchestration"; everything above this package says "workflow".
 """
 
-from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext, current_activity
+from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext, current_activity, drive
 from ._engine import PollingConfig
-from ._host import AgentHost
+from ._host import AgentHost, record_tool_call
 from ._registry import (
     ActivityDefinition,
     WorkflowDefinition,
@@ -17,7 +17,7 @@ from ._registry import (
     register_workflow,
 )
 from ._runtime import RuntimeState, WorkflowRuntime, default_db_path
-from ._store import history_event_from_row
+from ._store import SqliteStoreReader, history_event_from_row
 
 __all__ = [
     "ActivityContext",
@@ -28,6 +28,7 @@ __all__ = [
     "PiCalls",
     "PollingConfig",
     "RuntimeState",
+    "SqliteStoreReader",
     "WorkflowContext",
     "WorkflowDefinition",
     "WorkflowRegistry",
@@ -36,8 +37,10 @@ __all__ = [
     "current_activity",
     "default_db_path",
     "default_registry",
+    "drive",
     "function_source",
     "history_event_from_row",
     "register_activity",
+    "record_tool_call",
     "register_workflow",
 ]

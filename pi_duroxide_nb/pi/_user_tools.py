@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._errors import PiDuroxideError
-from ..engine._host import record_tool_call
+from ..engine import record_tool_call
 from ._builtin_tools import BUILTIN_TOOLS, ToolEnv
 from ._errors import ToolDeniedError, ToolError
 from ._messages import TextContent, ToolCall, ToolResultMessage, ToolSpec

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import WorkflowNotFoundError
-from ..engine import WorkflowDefinition, WorkflowRegistry
-from ..engine._registry import ActivityDefinition
+from ..engine import ActivityDefinition, WorkflowDefinition, WorkflowRegistry
 
 __all__ = ["StateAction", "ReplayOrchestrationContext", "ReplayRegistry"]
 

@@ -20,8 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InstanceNotFoundError, PayloadError
-from ..engine import history_event_from_row
-from ..engine._store import SqliteStoreReader
+from ..engine import SqliteStoreReader, history_event_from_row
 from ..models import HistoryEvent
 
 if TYPE_CHECKING:

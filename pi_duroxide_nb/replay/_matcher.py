@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from ..engine import WorkflowDefinition
-from ..engine._context import drive
+from ..engine import WorkflowDefinition, drive
 from ._context import ReplayOrchestrationContext, ReplayRegistry, StateAction
 from ._history import RecordedEvent, ReplayHistory
 from ._history import parse_text as _parse
