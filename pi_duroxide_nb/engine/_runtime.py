@@ -172,6 +172,7 @@ class WorkflowRuntime:
         self._client: Any = None
         # Starts this runtime queued that the engine has not picked up yet. Only needed without
         # a store reader (PostgreSQL): there the client reports such instances as NotFound.
+        # Entries leave when the client first sees the instance, or after _QUEUED_FOR.
         self._queued: dict[str, WorkflowState] = {}
 
     def __repr__(self) -> str:
@@ -352,6 +353,10 @@ class WorkflowRuntime:
                 raise EngineError(msg, cause=exc) from exc
             if self._reader is None:
                 now = datetime.now(timezone.utc)
+                # Never looked up again, an entry would stay forever: drop those the engine
+                # has long picked up (dicts keep insertion order, so the oldest come first).
+                while self._queued and now - next(iter(self._queued.values())).created_at > _QUEUED_FOR:  # type: ignore[operator]
+                    self._queued.pop(next(iter(self._queued)))
                 self._queued[iid] = WorkflowState(
                     instance_id=iid,
                     name=name,
@@ -669,6 +674,10 @@ class WorkflowRuntime:
                 )
             )
         return events
+
+
+_QUEUED_FOR = timedelta(minutes=5)
+"""How long a start queued on PostgreSQL is reported as Pending without the engine seeing it."""
 
 
 def _from_epoch_ms(value: Any) -> datetime | None:

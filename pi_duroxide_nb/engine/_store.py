@@ -189,17 +189,12 @@ class SqliteStoreReader:
         proc.stdout.close()
 
     def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]:
-        """Every event of one execution (the current one by default), in order."""
-        if execution_id is None:
-            found = self.query("SELECT current_execution_id FROM instances WHERE instance_id = ?", (instance_id,))
-            if not found:
-                return []
-            execution_id = int(found[0][0])
-        rows = self.query(
-            "SELECT execution_id, event_data FROM history WHERE instance_id = ? AND execution_id = ? ORDER BY event_id",
-            (instance_id, execution_id),
-        )
-        return [history_event_from_row(int(r[0]), r[1]) for r in rows]
+        """Every event of one execution (the current one by default), in order, payloads parsed."""
+        found = self.history_rows(instance_id, execution_id)
+        if found is None:
+            return []
+        execution, texts = found
+        return [history_event_from_row(execution, text) for text in texts]
 
     def history_rows(self, instance_id: str, execution_id: int | None = None) -> tuple[int, list[str]] | None:
         """The stored event texts of one execution (the current one by default), or None if unknown."""
