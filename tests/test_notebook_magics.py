@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import keyword
-import sys
 import threading
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,21 +283,6 @@ def test_workflow_config_switches_the_store(shell, tmp_path, capsys, monkeypatch
     with pytest.raises(UsageError, match="pi coding agent"):
         shell.run_line_magic("workflow_config", f"--db {tmp_path / 'pi.db'}")
     assert pdn.kernel_runtime() is current and current.state is pdn.RuntimeState.RUNNING  # left as it was
-
-
-def test_replay_goes_through_the_single_hook(shell, monkeypatch) -> None:
-    shell.run_cell_magic("workflow", "r", "yield ctx.schedule_timer(1)")
-    instance = run(shell, "%workflow start r --id replay-1")
-    from pi_duroxide_nb.notebook import _replay_hook
-
-    monkeypatch.setattr(_replay_hook, "_CANDIDATES", ("pi_duroxide_nb_no_such_module",))
-    with pytest.raises(UsageError, match="replay stepper is not available.*%workflow history replay-1"):
-        run(shell, f"%workflow replay {instance}")
-    fake = types.ModuleType("fake_replay")
-    fake.replay_widget = lambda rt, iid: ("stepper", iid)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_replay", fake)
-    monkeypatch.setattr(_replay_hook, "_CANDIDATES", ("fake_replay",))
-    assert run(shell, f"%workflow replay {instance}") == ("stepper", "replay-1")
 
 
 def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell, no_leaked_comms) -> None:

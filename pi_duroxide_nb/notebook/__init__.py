@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._cell import CellRegistration, DeterminismIssue, DeterminismWarning, check_determinism, define_workflow
 from ._display import HistoryView, StateListView, StateView, TimelineBar, timeline_bars, view
-from ._replay_hook import ReplayUnavailableError
 from ._session import current_kernel_runtime, kernel_runtime, stop_kernel_runtime
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ __all__ = [
     "DeterminismIssue",
     "DeterminismWarning",
     "HistoryView",
-    "ReplayUnavailableError",
     "StateListView",
     "StateView",
     "TimelineBar",

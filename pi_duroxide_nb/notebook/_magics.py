@@ -21,7 +21,6 @@ from ..models import WorkflowStatus
 from ._cell import define_workflow
 from ._completion import SUBCOMMANDS, ipython_completer
 from ._display import HistoryView, StateListView, StateView
-from ._replay_hook import _open_replay
 from ._session import kernel_runtime, stop_kernel_runtime
 
 __all__ = ["WorkflowMagics", "load", "unload"]
@@ -197,7 +196,9 @@ class WorkflowMagics(Magics):
                 print(f"Cancel requested for {iid}.")
                 return None
             if sub == "replay":
-                return _open_replay(runtime, iid)
+                from .ui._replay import replay_widget  # ipywidgets only when a widget is asked for
+
+                return replay_widget(runtime, iid)
             if sub == "wait":
                 flags = _flags(rest, ("--timeout",), "%workflow wait ID [--timeout SECONDS]")
                 timeout = _number(flags.get("--timeout", "60"), "--timeout")

@@ -15,7 +15,6 @@ from ..._errors import PayloadError, PiDuroxideError
 from ...engine import RuntimeState, WorkflowRuntime
 from ...models import HistoryEvent, WorkflowState, WorkflowStatus
 from .._display import TimelineBar, timeline_bars
-from .._replay_hook import _open_replay
 
 __all__ = [
     "DashboardController",
@@ -227,7 +226,9 @@ class DashboardController:
         self.runtime.cancel_workflow(instance_id, "cancelled from the dashboard")
 
     def replay(self, instance_id: str) -> Any:
-        """Open the replay stepper on an instance (see ``_open_replay``)."""
+        """Open the replay stepper on an instance."""
         if not instance_id:
             raise PayloadError("Select an instance to replay first.")
-        return _open_replay(self.runtime, instance_id)
+        from ._replay import replay_widget
+
+        return replay_widget(self.runtime, instance_id)
