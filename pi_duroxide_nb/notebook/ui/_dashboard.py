@@ -24,7 +24,7 @@ from .._display import (
 from .._session import kernel_runtime, on_kernel_runtime_stop
 from ._controller import DashboardController, DashboardSnapshot, HistorySnapshot
 from ._refresher import Refresher
-from ._widgets import close_tree
+from ._widgets import close_children, close_tree
 
 __all__ = ["WorkflowDashboard", "dashboard"]
 
@@ -418,11 +418,9 @@ class WorkflowDashboard(widgets.VBox):
             self._unsubscribe()
         self._cancel_stop_hook()
         seen = {id(self)}
-        for child in self.children:
-            close_tree(child, seen)
-        for extra in (self.layout, self.replay_widget):
-            if isinstance(extra, widgets.Widget):
-                close_tree(extra, seen)
+        close_children(self, seen)
+        if isinstance(self.replay_widget, widgets.Widget):  # not a trait: close_children does not see it
+            close_tree(self.replay_widget, seen)
         super().close()
 
 

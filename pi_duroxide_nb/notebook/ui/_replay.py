@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ...replay import ReplayStep, ReplayStepper
-from ._widgets import close_tree as _close_tree
+from ._widgets import close_children
 
 if TYPE_CHECKING:
     from ...engine import WorkflowRuntime
@@ -222,12 +222,7 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
     def close(self) -> None:
         """Close the widget and every widget it holds (children, layouts, styles): no comms left behind."""
-        seen: set[int] = {id(self)}
-        for name in self.keys:
-            value = getattr(self, name, None)
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                if isinstance(item, widgets.Widget):
-                    _close_tree(item, seen)
+        close_children(self, {id(self)})
         super().close()
 
 

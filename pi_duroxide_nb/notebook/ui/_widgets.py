@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-__all__ = ["close_tree"]
+__all__ = ["close_children", "close_tree"]
 
 
 def close_tree(widget: widgets.Widget, seen: set[int]) -> None:
@@ -17,9 +17,14 @@ def close_tree(widget: widgets.Widget, seen: set[int]) -> None:
     if id(widget) in seen:
         return
     seen.add(id(widget))
+    close_children(widget, seen)
+    widget.close()
+
+
+def close_children(widget: widgets.Widget, seen: set[int]) -> None:
+    """Close every widget ``widget`` references, but not ``widget`` itself (for its own ``close``)."""
     for name in widget.keys:
         value = getattr(widget, name, None)
         for item in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(item, widgets.Widget):
                 close_tree(item, seen)
-    widget.close()
