@@ -61,6 +61,10 @@ def test_messages_and_tool_calls_are_listed_per_instance_oldest_first(registry, 
     assert len(everything) == 8
     assert [e.instance_id for e in everything] == [first] * 4 + [second] * 4
     assert rt.messages("no-such-instance") == []
+    assert rt.messages(limit=3) == everything[-3:]  # the newest, still oldest first
+    assert rt.messages(first, limit=2) == entries[-2:] and rt.messages(limit=0) == []
+    with pytest.raises(pdn.PayloadError, match="limit"):
+        rt.messages(limit=-1)
     with pytest.raises(ValidationError):
         entries[0].content = "changed"  # frozen
 

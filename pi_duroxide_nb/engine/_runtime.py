@@ -261,7 +261,7 @@ class WorkflowRuntime:
 
     # --- transcript --------------------------------------------------------------------------
 
-    def messages(self, instance_id: str | None = None) -> list[TranscriptEntry]:
+    def messages(self, instance_id: str | None = None, *, limit: int | None = None) -> list[TranscriptEntry]:
         """The session transcript, oldest first: ``ctx.pi.send_message`` and ``ctx.pi.tool`` entries.
 
         It is kept in its own SQLite file beside the store (``transcript_path``), so it
@@ -271,11 +271,15 @@ class WorkflowRuntime:
 
         Args:
             instance_id: Only this instance's entries; ``None`` for every instance.
+            limit: Only the newest ``limit`` entries (still oldest first); ``None`` for all.
         """
         if self._state is RuntimeState.STOPPED:
             msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to read the transcript."
             raise RuntimeStateError(msg)
-        return self._transcript.entries(instance_id)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            msg = f"limit must be a non-negative integer or None, not {limit!r}."
+            raise PayloadError(msg)
+        return self._transcript.entries(instance_id, limit=limit)
 
     def on_message(self, callback: Callable[[TranscriptEntry], None]) -> Callable[[], None]:
         """Call ``callback(entry)`` for every new transcript entry; returns an unsubscribe function.

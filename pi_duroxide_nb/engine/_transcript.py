@@ -213,17 +213,15 @@ class TranscriptStore:
                 _log.exception("pi_duroxide_nb: a transcript subscriber raised")
         return entry
 
-    def entries(self, instance_id: str | None = None) -> list[TranscriptEntry]:
-        """Entries oldest first; only ``instance_id``'s when given."""
+    def entries(self, instance_id: str | None = None, *, limit: int | None = None) -> list[TranscriptEntry]:
+        """Entries oldest first; only ``instance_id``'s when given; only the newest ``limit`` when given."""
 
         async def select() -> list[Any]:
-            args: tuple[str, ...] = ()
-            if instance_id is None:
-                sql = "SELECT * FROM transcript ORDER BY id"
-            else:
-                sql, args = "SELECT * FROM transcript WHERE instance_id = ? ORDER BY id", (instance_id,)
-            async with self._conn.execute(sql, args) as cursor:
-                return list(await cursor.fetchall())
+            where, args = ("WHERE instance_id = ? ", [instance_id]) if instance_id is not None else ("", [])
+            # Newest first with LIMIT (-1: none) reads only what is asked for; reversed below.
+            sql = f"SELECT * FROM transcript {where}ORDER BY id DESC LIMIT ?"
+            async with self._conn.execute(sql, [*args, -1 if limit is None else limit]) as cursor:
+                return list(reversed(await cursor.fetchall()))
 
         return [
             TranscriptEntry(

@@ -182,7 +182,7 @@ class DashboardController:
 
     def _transcript(self) -> tuple[TranscriptLine, ...]:
         try:
-            entries = self.runtime.messages()[-_TRANSCRIPT_LIMIT:]
+            entries = self.runtime.messages(limit=_TRANSCRIPT_LIMIT)
         except PiDuroxideError:
             return ()
         return tuple(
