@@ -1,31 +1,23 @@
 """The session transcript: what workflows said (``ctx.pi.send_message``) and did (``ctx.pi.tool``).
 
 The runtime owns one ``TranscriptStore`` beside its workflow store, so the transcript works
-whatever agent host is bound. Entries are written with aiosqlite into a separate SQLite file
-(``<db>.transcript.sqlite``): never into the engine's own file, because an SQLite connection
-from this process on duroxide's file would drop duroxide's POSIX locks when it closes.
-
-aiosqlite needs an event loop, and the callers are engine worker threads and the notebook's
-main thread (where an event loop may already run), so the store runs one private loop in a
-daemon thread, started at first use, and the synchronous methods submit coroutines to it.
+whatever agent host is bound. Entries are written with aiosqlite into a sidecar file of ours
+(``<db>.transcript.sqlite``, see ``_sidecar``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .._errors import RuntimeStateError
+from ._sidecar import SidecarDb
 
 __all__ = ["TranscriptEntry", "TranscriptStore", "transcript_path_for"]
 
@@ -86,7 +78,7 @@ _SCHEMA = (
 )
 
 
-class TranscriptStore:
+class TranscriptStore(SidecarDb):
     """Persisted transcript entries for one workflow store, plus live subscribers.
 
     Entries may repeat: the activity that writes one runs at least once, so a process killed
@@ -95,80 +87,12 @@ class TranscriptStore:
     deduplicate by, and legitimately repeated messages must not be dropped.
     """
 
+    schema = _SCHEMA
+    what = "transcript"
+
     def __init__(self, path: str) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._busy = 0
-        """Operations submitted to the loop and not finished: ``close`` waits for them."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._conn: Any = None
-        self._closed = False
+        super().__init__(path)
         self._subscribers: list[Callable[[TranscriptEntry], None]] = []
-
-    @property
-    def path(self) -> str:
-        """The SQLite file holding the transcript."""
-        return self._path
-
-    # --- the private loop ------------------------------------------------------------------
-
-    def _enter(self) -> asyncio.AbstractEventLoop:
-        """The loop, opened at first use, with one more operation counted as running on it."""
-        with self._lock:
-            if self._closed:
-                msg = "The transcript store was closed with its runtime. Create a new WorkflowRuntime to read it."
-                raise RuntimeStateError(msg)
-            if self._loop is not None:
-                self._busy += 1
-                return self._loop
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="pi_duroxide_nb-transcript", daemon=True)
-            thread.start()
-            try:
-                self._conn = asyncio.run_coroutine_threadsafe(self._connect(), loop).result(_TIMEOUT_S)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=5)
-                loop.close()
-                if isinstance(exc, (OSError, sqlite3.Error)):
-                    msg = (
-                        f"Could not open the transcript file {self._path} ({type(exc).__name__}: {exc}). "
-                        "It is kept beside the workflow store: make that folder writable, or open the "
-                        "store from a writable folder."
-                    )
-                    raise RuntimeStateError(msg) from exc
-                raise
-            self._loop, self._thread = loop, thread
-            self._busy += 1
-            return loop
-
-    async def _connect(self) -> Any:
-        import aiosqlite
-
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self._path, timeout=_TIMEOUT_S)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # Survives a killed process (the WAL is on disk); only a power cut may lose the last entries.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            await conn.execute(statement)
-        await conn.commit()
-        return conn
-
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        try:
-            loop = self._enter()
-        except BaseException:
-            coro.close()  # it will never run: close it so Python does not warn it was never awaited
-            raise
-        try:
-            return asyncio.run_coroutine_threadsafe(coro, loop).result(_TIMEOUT_S)
-        finally:
-            with self._lock:
-                self._busy -= 1
-                self._idle.notify_all()
 
     # --- writing and reading -------------------------------------------------------------------
 
@@ -250,27 +174,6 @@ class TranscriptStore:
                     self._subscribers.remove(callback)
 
         return unsubscribe
-
-    def close(self) -> None:
-        """Close the connection and stop the loop thread; safe to call more than once."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            # An entry being written (an activity finishing during shutdown) completes first.
-            self._idle.wait_for(lambda: self._busy == 0, timeout=_TIMEOUT_S)
-            loop, thread, conn = self._loop, self._thread, self._conn
-            self._loop, self._thread, self._conn = None, None, None
-        if loop is None or thread is None:
-            return
-        if conn is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(conn.close(), loop).result(_TIMEOUT_S)
-            except Exception:  # closing is best effort; the data is committed already
-                _log.debug("transcript connection did not close cleanly", exc_info=True)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        loop.close()
 
 
 def _from_us(value: int) -> datetime:
