@@ -8,13 +8,21 @@ from ._engine import PollingConfig
 from ._host import AgentHost, record_tool_call
 from ._registry import (
     ActivityDefinition,
+    CodeOrigin,
+    VersionWarning,
     WorkflowDefinition,
     WorkflowRegistry,
+    code_identity,
     code_version,
     default_registry,
+    explicit_version,
+    format_ref,
+    format_version,
     function_source,
+    is_notebook_code,
     register_activity,
     register_workflow,
+    semver_key,
 )
 from ._runtime import RuntimeState, WorkflowRuntime, default_db_path
 from ._store import SqliteStoreReader, history_event_from_row
@@ -22,6 +30,8 @@ from ._store import SqliteStoreReader, history_event_from_row
 __all__ = [
     "ActivityContext",
     "ActivityDefinition",
+    "CodeOrigin",
+    "VersionWarning",
     "AgentHost",
     "DurableTask",
     "KeyValueStore",
@@ -33,7 +43,13 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowRegistry",
     "WorkflowRuntime",
+    "code_identity",
     "code_version",
+    "explicit_version",
+    "format_ref",
+    "format_version",
+    "is_notebook_code",
+    "semver_key",
     "current_activity",
     "default_db_path",
     "default_registry",

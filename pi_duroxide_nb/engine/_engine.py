@@ -29,7 +29,7 @@ import duroxide
 from ._context import _CURRENT_ACTIVITY, ActivityContext, drive
 from ._host import run_maybe_async
 from ._json import to_json_value
-from ._registry import ActivityDefinition, WorkflowDefinition, WorkflowRegistry
+from ._registry import ActivityDefinition, WorkflowDefinition, WorkflowRegistry, semver_key
 from ._store import SqliteStoreReader
 
 __all__ = ["EngineConfig", "PollingConfig", "WorkflowEngine"]
@@ -291,9 +291,8 @@ class WorkflowEngine:
             runtime.register_activity(name, _plain_activity(fn))
         for activity in self._registry.activities():
             runtime.register_activity(activity.name, _activity(activity))
-        # duroxide panics unless each name's versions are registered in ascending semver
-        # order; code versions share one prefix and length, so string order is semver order.
-        for definition in sorted(self._registry.all_workflow_versions(), key=lambda d: (d.name, d.version)):
+        # duroxide panics unless each name's versions are registered in ascending semver order.
+        for definition in sorted(self._registry.all_workflow_versions(), key=lambda d: (d.name, semver_key(d.version))):
             runtime.register_orchestration_versioned(
                 definition.name, definition.version, _orchestration(definition, self._registry)
             )

@@ -6,8 +6,10 @@ import hashlib
 import inspect
 import linecache
 import re
+import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,8 +23,16 @@ __all__ = [
     "ActivityDefinition",
     "WorkflowDefinition",
     "WorkflowRegistry",
+    "CodeOrigin",
+    "VersionWarning",
+    "code_identity",
     "code_version",
     "default_registry",
+    "explicit_version",
+    "format_ref",
+    "format_version",
+    "is_notebook_code",
+    "semver_key",
     "register_activity",
     "register_workflow",
 ]
@@ -66,19 +76,193 @@ def function_source(fn: Callable[..., Any]) -> str | None:
     return source
 
 
-def code_version(fn: Callable[..., Any]) -> str:
-    """Return a semver version string that identifies the code of ``fn``.
+_SIMPLE = (type(None), bool, int, float, str, bytes)
+_NOTEBOOK_FILES = ("<workflow-cell-", "<ipython-input-", "<cell-")
 
-    The hash covers the bytecode, constants, names and nested code objects plus the default
-    arguments, but not line numbers or comments: moving a cell or editing a comment keeps the
-    version, changing what the code does makes a new one. The same code gives the same
-    version in every process, which is what lets a restarted kernel resume old instances.
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_simple(v) for v in value)
+    return isinstance(value, _SIMPLE)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _lookup(namespace: Any, name: str) -> Any:
+    """``namespace[name]``, honouring a dict subclass's ``__missing__`` (restored code's globals)."""
+    try:
+        return namespace[name]
+    except KeyError:
+        return _MISSING
+
+
+_MISSING = object()
+
+
+def is_notebook_code(fn: Any) -> bool:
+    """Whether a function was defined in a notebook cell (or a ``%%workflow`` cell), not a module file."""
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return False
+    filename = code.co_filename
+    if filename.startswith(_NOTEBOOK_FILES) or getattr(fn, "__module__", None) == "__main__":
+        return True
+    # ipykernel compiles cells to files named after the cell's hash in a temp folder.
+    return "ipykernel_" in filename and filename.endswith(".py")
+
+
+def _helper(owner: Callable[..., Any], value: Any) -> bool:
+    """Whether ``value`` is a function whose code is part of ``owner``'s (a helper it calls)."""
+    if not isinstance(value, types.FunctionType) or value is owner:
+        return False
+    return is_notebook_code(value) or value.__module__ == getattr(owner, "__module__", None)
+
+
+@dataclass(frozen=True)
+class CodeOrigin:
+    """How a workflow version was defined, and what a new process needs to rebuild it."""
+
+    kind: str
+    """``"cell"`` (a ``%%workflow`` cell or a ``def`` in a notebook), ``"module"`` (importable),
+    or ``"closure"`` (a nested function: its captured variables cannot be rebuilt)."""
+    function: str
+    """The name the rebuild source defines, or the function's qualified name in its module."""
+    module: str | None = None
+    """The importable module, for ``kind == "module"``."""
+    rebuild: str | None = None
+    """Python source that defines ``function`` (decorators stripped), for ``kind == "cell"``."""
+    helpers: dict[str, str] = field(default_factory=dict)
+    """Rebuild sources of the notebook functions it calls, by global name."""
+    constants: dict[str, str] = field(default_factory=dict)
+    """``repr`` of the simple global values it reads (numbers, strings, tuples), by name."""
+    imports: dict[str, str] = field(default_factory=dict)
+    """Modules it refers to (global name -> module name) and imported objects (name -> ``module:qualname``)."""
+
+
+def _def_source(fn: Callable[..., Any]) -> str | None:
+    """``def name(...): ...`` for a function, decorators stripped, or None when its source is unknown."""
+    source = function_source(fn)
+    if source is None:
+        return None
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn.__name__:
+            node.decorator_list = []
+            return ast.unparse(node)
+    return None
+
+
+def code_identity(fn: Callable[..., Any], *, rebuild: str | None = None) -> tuple[str, CodeOrigin]:
+    """The code version of ``fn`` and what is needed to rebuild it in another process.
+
+    The hash covers the bytecode, constants, names and nested code objects, the default
+    arguments, the values a closure captured, and what the code reads from its globals: the
+    code of the notebook (or same-module) helper functions it calls, recursively, the simple
+    values it reads (numbers, strings, tuples) and the names of modules it uses. Not line
+    numbers or comments: moving a cell or editing a comment keeps the version; changing what
+    runs, in the workflow or in a helper edited in another cell, makes a new one. The same code
+    gives the same version in every process, which is what lets a restarted kernel resume.
+
+    Args:
+        fn: The workflow function.
+        rebuild: Source that defines ``fn`` when its own source is not a ``def`` (a
+            ``%%workflow`` body is wrapped into one); the function's ``__pdn_rebuild__``
+            attribute by default.
     """
+    if rebuild is None:
+        rebuild = getattr(fn, "__pdn_rebuild__", None)
     h = hashlib.sha256()
-    _hash_code(h, fn.__code__)
-    h.update(repr(getattr(fn, "__defaults__", None)).encode())
-    h.update(repr(sorted((getattr(fn, "__kwdefaults__", None) or {}).items())).encode())
-    return f"0.0.0-c{h.hexdigest()[:12]}"
+    helpers: dict[str, str] = {}
+    constants: dict[str, str] = {}
+    imports: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def visit(func: Callable[..., Any], top: bool) -> None:
+        if id(func) in seen:
+            h.update(b"<recursion>")
+            return
+        seen.add(id(func))
+        code = func.__code__
+        _hash_code(h, code)
+        h.update(repr(getattr(func, "__defaults__", None)).encode())
+        h.update(repr(sorted((getattr(func, "__kwdefaults__", None) or {}).items())).encode())
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell (a name assigned later)
+                h.update(b"<empty cell>")
+                continue
+            if isinstance(value, types.FunctionType):
+                visit(value, False)
+            elif _is_simple(value):
+                h.update(repr(value).encode())
+            else:
+                h.update(f"<{type(value).__module__}.{type(value).__qualname__}>".encode())
+        namespace = getattr(func, "__globals__", {})
+        for name in sorted(_global_names(code)):
+            value = _lookup(namespace, name)
+            if value is _MISSING:
+                continue
+            if _helper(fn, value):
+                h.update(f"helper {name}:".encode())
+                if name not in helpers:
+                    source = _def_source(value)
+                    if source is not None and not value.__code__.co_freevars:
+                        helpers[name] = source
+                visit(value, False)
+            elif isinstance(value, types.ModuleType):
+                h.update(f"module {name}={value.__name__}".encode())
+                imports[name] = value.__name__
+            elif _is_simple(value) and not name.startswith("__"):
+                h.update(f"const {name}={value!r}".encode())
+                constants[name] = repr(value)
+            elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+                # Imported from a library (``from json import dumps``): rebuilt by importing it.
+                owner = getattr(value, "__module__", None)
+                qualname = getattr(value, "__qualname__", "")
+                if isinstance(owner, str) and owner != "__main__" and "<locals>" not in qualname:
+                    imports.setdefault(name, f"{owner}:{qualname}")
+
+    visit(fn, True)
+    version = f"0.0.0-c{h.hexdigest()[:12]}"
+    module = getattr(fn, "__module__", None)
+    mod = sys.modules.get(module) if isinstance(module, str) else None
+    if fn.__code__.co_freevars:
+        origin = CodeOrigin(kind="closure", function=fn.__qualname__, module=module)
+    elif (
+        module not in (None, "__main__")
+        and mod is not None
+        and getattr(mod, "__file__", None) == fn.__code__.co_filename
+        and "<locals>" not in fn.__qualname__
+    ):
+        origin = CodeOrigin(kind="module", function=fn.__qualname__, module=module)
+    else:
+        origin = CodeOrigin(
+            kind="cell",
+            function=fn.__name__,
+            rebuild=rebuild if rebuild is not None else _def_source(fn),
+            helpers=helpers,
+            constants=constants,
+            imports=imports,
+        )
+    return version, origin
+
+
+def code_version(fn: Callable[..., Any]) -> str:
+    """Return a semver version string that identifies the code of ``fn`` (see ``code_identity``)."""
+    return code_identity(fn)[0]
 
 
 def _hash_code(h: Any, code: types.CodeType) -> None:
@@ -92,6 +276,48 @@ def _hash_code(h: Any, code: types.CodeType) -> None:
             _hash_code(h, const)
         else:
             h.update(repr(const).encode())
+
+
+_EXPLICIT = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
+
+
+def explicit_version(version: Any) -> str:
+    """Normalise a version given by hand (``"2"``, ``"1.3"``, ``"1.3.0"``) to ``X.Y.Z``.
+
+    Raises:
+        RegistrationError: it is not one to three dot-separated numbers.
+    """
+    m = _EXPLICIT.match(version) if isinstance(version, str) else None
+    if m is None:
+        msg = (
+            f"version={version!r} is not a version number. Use one to three dot-separated numbers, "
+            "e.g. version='2' or version='1.4.0'; leave it out to version by code."
+        )
+        raise RegistrationError(msg)
+    return ".".join(str(int(p or 0)) for p in m.groups())
+
+
+def semver_key(version: str) -> tuple[int, int, int, int, str]:
+    """Sort key in semver order (duroxide needs each name's versions registered in that order)."""
+    core, _, pre = version.partition("-")
+    parts = [int(p) if p.isdigit() else 0 for p in core.split(".")] + [0, 0, 0]
+    return (parts[0], parts[1], parts[2], 0 if pre else 1, pre)
+
+
+def format_version(version: str) -> str:
+    """The short form every message uses: ``c7b9a1f2`` for a code version, ``1.2.0`` for an explicit one."""
+    if version.startswith("0.0.0-c"):
+        return version[6:14]
+    return version
+
+
+def format_ref(name: str, version: str) -> str:
+    """``name@short-version``, the one way messages name a workflow version."""
+    return f"{name}@{format_version(version)}"
+
+
+class VersionWarning(UserWarning):
+    """A registration reused a version number for different code."""
 
 
 def _check_name(kind: str, name: Any) -> str:
@@ -121,6 +347,17 @@ class WorkflowDefinition:
     registered_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     source: str | None = None
     """The function's source text, when Python can find it."""
+    origin: CodeOrigin | None = None
+    """How it was defined and how to rebuild it (kept with the store for restarted kernels)."""
+    code_hash: str = ""
+    """The code version, also when ``version`` was given by hand."""
+    restored: bool = False
+    """Rebuilt from the store's code versions rather than registered by the user's code."""
+
+    @property
+    def ref(self) -> str:
+        """``name@short-version`` (see ``format_ref``)."""
+        return format_ref(self.name, self.version)
 
 
 @dataclass(frozen=True)
@@ -163,6 +400,7 @@ class WorkflowRegistry:
         description: str | None = None,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        version: str | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -174,6 +412,7 @@ class WorkflowRegistry:
         description: str | None = None,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        version: str | None = None,
     ) -> F: ...
 
     def register_workflow(
@@ -184,6 +423,7 @@ class WorkflowRegistry:
         description: str | None = None,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        version: str | None = None,
     ) -> Any:
         """Register a generator function as a workflow; usable as a decorator or a plain call.
 
@@ -194,6 +434,10 @@ class WorkflowRegistry:
             input_model: Validates the input before anything is persisted; the workflow
                 receives an instance of it.
             output_model: Validates the return value; states carry an instance of it.
+            version: A version number given by hand (``"2"``, ``"1.4.0"``) instead of the code
+                version. Use it to name a version yourself; registering the same number again
+                with different code replaces it and warns (``VersionWarning``): instances in
+                flight then replay the new code.
 
         Returns:
             ``fn`` unchanged (or a decorator that returns it).
@@ -207,8 +451,10 @@ class WorkflowRegistry:
                 msg = f"{label} for workflow {name!r} must be a pydantic BaseModel subclass, not {model!r}."
                 raise RegistrationError(msg)
 
+        pinned = explicit_version(version) if version is not None else None
+
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-            self._add_workflow(name, func, description, input_model, output_model)
+            self._add_workflow(name, func, description, input_model, output_model, version=pinned)
             return func
 
         return decorate if fn is None else decorate(fn)
@@ -220,26 +466,62 @@ class WorkflowRegistry:
         description: str | None,
         input_model: type[BaseModel] | None,
         output_model: type[BaseModel] | None,
-    ) -> None:
+        *,
+        version: str | None = None,
+        rebuild: str | None = None,
+        source: str | None = None,
+        restored: bool = False,
+    ) -> WorkflowDefinition:
         _check_workflow_function(name, fn)
-        version = code_version(fn)
-        source = function_source(fn)
+        code_hash, origin = code_identity(fn, rebuild=rebuild)
         definition = WorkflowDefinition(
             name=name,
             fn=fn,
-            version=version,
+            version=version or code_hash,
             description=description if description is not None else inspect.getdoc(fn),
             input_model=input_model,
             output_model=output_model,
-            source=source,
+            source=source if source is not None else function_source(fn),
+            origin=origin,
+            code_hash=code_hash,
+            restored=restored,
         )
         with self._lock:
             versions = self._workflows.setdefault(name, [])
-            # Same code again: keep one entry per version, moved to the end (newest).
-            versions[:] = [d for d in versions if d.version != version]
+            for old in versions:
+                if old.version == definition.version and old.code_hash != code_hash:
+                    msg = (
+                        f"Workflow {name!r} version {definition.version} was registered before with different "
+                        f"code ({format_version(old.code_hash)}, now {format_version(code_hash)}). The new code "
+                        "replaces it, and instances in flight on this version replay it: if they diverge they "
+                        "fail. Give changed code a new version number to keep running instances on the old code."
+                    )
+                    warnings.warn(msg, VersionWarning, stacklevel=4)
+            # Same version again: keep one entry per version, moved to the end (newest).
+            versions[:] = [d for d in versions if d.version != definition.version]
             versions.append(definition)
             self._generation += 1
         self._notify()
+        return definition
+
+    def restore_workflow(self, definition: WorkflowDefinition) -> None:
+        """Register a version rebuilt from the store, without making it the newest.
+
+        Restored versions serve the instances that started on them; new starts keep using the
+        version the user's code registered last.
+        """
+        with self._lock:
+            versions = self._workflows.setdefault(definition.name, [])
+            if any(d.version == definition.version for d in versions):
+                return
+            versions.insert(0, definition)
+            self._generation += 1
+        self._notify()
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether ``name@version`` is registered."""
+        with self._lock:
+            return any(d.version == version for d in self._workflows.get(name, ()))
 
     def register_activity(
         self, name: str, fn: Callable[..., Any] | None = None, *, description: str | None = None
@@ -390,6 +672,7 @@ def register_workflow(
     description: str | None = None,
     input_model: type[BaseModel] | None = None,
     output_model: type[BaseModel] | None = None,
+    version: str | None = None,
 ) -> Any:
     """Register a workflow in the default registry (see ``WorkflowRegistry.register_workflow``).
 
@@ -399,9 +682,15 @@ def register_workflow(
             build = yield ctx.pi.tool("bash", {"command": "make build"})
             return {"status": "deployed"}
     """
-    return default_registry.register_workflow(
-        name, fn, description=description, input_model=input_model, output_model=output_model
-    )
+    options: dict[str, Any] = {
+        "description": description,
+        "input_model": input_model,
+        "output_model": output_model,
+        "version": version,
+    }
+    if fn is None:
+        return default_registry.register_workflow(name, **options)
+    return default_registry.register_workflow(name, fn, **options)
 
 
 def register_activity(name: str, fn: Callable[..., Any] | None = None, *, description: str | None = None) -> Any:

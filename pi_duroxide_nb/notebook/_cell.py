@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .._errors import RegistrationError
-from ..engine import WorkflowRegistry, default_registry
+from ..engine import WorkflowRegistry, default_registry, format_ref
 
 __all__ = [
     "CellRegistration",
@@ -75,6 +75,8 @@ class CellRegistration:
     """The newest version before this cell ran, if the name was registered."""
     issues: tuple[DeterminismIssue, ...] = ()
     """Determinism problems found in the code (also emitted as ``DeterminismWarning``)."""
+    seen_before: bool = False
+    """This version was registered before (an older cell run again)."""
 
     @property
     def changed(self) -> bool:
@@ -82,13 +84,16 @@ class CellRegistration:
         return self.version != self.previous_version
 
     def __str__(self) -> str:
+        ref = format_ref(self.name, self.version)
         if self.previous_version is None:
-            return f"Workflow {self.name!r} registered (version {self.version})."
+            return f"Workflow {self.name!r} registered ({ref})."
         if not self.changed:
-            return f"Workflow {self.name!r} unchanged (version {self.version})."
+            return f"Workflow {self.name!r} unchanged ({ref})."
+        again = " again" if self.seen_before else ""
         return (
-            f"Workflow {self.name!r} updated to version {self.version}; "
-            f"instances already running keep version {self.previous_version}."
+            f"Workflow {self.name!r}: new instances start on {ref}{again} "
+            f"(was {format_ref(self.name, self.previous_version)}); instances in flight keep the version they "
+            "started on."
         )
 
 
@@ -347,6 +352,7 @@ def define_workflow(
     registry: WorkflowRegistry | None = None,
     namespace: dict[str, Any] | None = None,
     filename: str | None = None,
+    version: str | None = None,
 ) -> list[CellRegistration]:
     r"""Register the workflow(s) written in a notebook cell; the Python twin of ``%%workflow``.
 
@@ -374,6 +380,8 @@ def define_workflow(
         namespace: The globals the code runs with (the notebook's user namespace); a fresh
             dict by default.
         filename: The name tracebacks show for this code.
+        version: A version number given by hand (``"2"``) instead of the code version (see
+            ``register_workflow``); for a cell that defines one workflow.
 
     Returns:
         One ``CellRegistration`` per registered workflow.
@@ -412,7 +420,9 @@ def define_workflow(
         for fn_node in defs:
             fn = ns[fn_node.name]
             issues = _issues(fn_node.body, aliases, ns)
-            results.append(_register(target, name or fn_node.name, fn, description, input_model, issues, filename))
+            results.append(
+                _register(target, name or fn_node.name, fn, description, input_model, issues, filename, version)
+            )
         return results
     if name is None:
         msg = (
@@ -429,7 +439,7 @@ def define_workflow(
         raise RegistrationError(msg)
     issues = _issues(tree.body, aliases, ns)
     fn = _body_function(name, tree, filename, ns)
-    return [_register(target, name, fn, description, input_model, issues, filename)]
+    return [_register(target, name, fn, description, input_model, issues, filename, version)]
 
 
 def _body_function(name: str, tree: ast.Module, filename: str, namespace: dict[str, Any]) -> Any:
@@ -453,7 +463,10 @@ def _body_function(name: str, tree: ast.Module, filename: str, namespace: dict[s
     ast.fix_missing_locations(module)
     scope: dict[str, Any] = {}
     exec(compile(module, filename, "exec"), namespace, scope)  # noqa: S102 - the user's own cell
-    return scope[fn_def.name]
+    fn = scope[fn_def.name]
+    # A new kernel rebuilds this version from the store with this source (see code_identity).
+    fn.__pdn_rebuild__ = ast.unparse(fn_def)
+    return fn
 
 
 def _register(
@@ -464,15 +477,19 @@ def _register(
     input_model: type[BaseModel] | None,
     issues: list[DeterminismIssue],
     filename: str,
+    version: str | None = None,
 ) -> CellRegistration:
     if not inspect.isgeneratorfunction(fn):  # pragma: no cover - _generator_defs guarantees it
         msg = f"{name!r} is not a generator function."
         raise RegistrationError(msg)
     versions = registry.versions(name)
     previous = versions[-1].version if versions else None
-    registry.register_workflow(name, fn, description=description, input_model=input_model)
+    known = {d.version for d in versions if not d.restored}
+    registry.register_workflow(name, fn, description=description, input_model=input_model, version=version)
     version = registry.workflow(name).version
     for issue in issues:
         # warn_explicit with no registry: shown every time the cell runs, attributed to the cell.
         warnings.warn_explicit(f"workflow {name!r}, {issue}", DeterminismWarning, filename, issue.line, module=filename)
-    return CellRegistration(name=name, version=version, previous_version=previous, issues=tuple(issues))
+    return CellRegistration(
+        name=name, version=version, previous_version=previous, issues=tuple(issues), seen_before=version in known
+    )

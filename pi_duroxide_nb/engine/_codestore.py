@@ -1,0 +1,172 @@
+"""Code versions kept with the store, so a new kernel can rebuild what its instances started on.
+
+Every workflow version a runtime can run is saved beside the store when the runtime starts and
+whenever one is registered: its source, how it was defined (a ``%%workflow`` cell, a ``def`` in
+a cell, a module function), the source of the notebook helpers it calls, the simple values and
+modules it reads, its description and model names. A SQLite store keeps them in a sidecar file
+of ours, ``<db>.code.sqlite`` (never in duroxide's own file, see ``_sidecar``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ._registry import CodeOrigin, WorkflowDefinition
+from ._sidecar import SidecarDb
+
+__all__ = ["CodeRecord", "CodeStore", "code_path_for"]
+
+
+class CodeRecord(BaseModel):
+    """One workflow version as kept with the store: what the instances on it ran.
+
+    Example:
+        record = rt.code_version("triage", state.version)
+        print(record.source)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    """The workflow's name."""
+    version: str
+    """The version instances started on."""
+    code_hash: str
+    """The code version of the function (equal to ``version`` unless it was given by hand)."""
+    kind: str
+    """``"cell"``, ``"module"`` or ``"closure"`` (see ``CodeOrigin``)."""
+    function: str
+    """The function's name (its qualified name for a module function)."""
+    module: str | None = None
+    """The module, for a module function."""
+    source: str | None = None
+    """The source as written (a ``%%workflow`` cell's body, or the ``def``)."""
+    rebuild: str | None = None
+    """Python source that defines the function, for cell-defined code."""
+    helpers: dict[str, str] = {}
+    """Sources of the notebook helper functions it calls, by name."""
+    constants: dict[str, str] = {}
+    """``repr`` of the simple global values it reads, by name."""
+    imports: dict[str, str] = {}
+    """Modules it refers to (global name -> module), and ``name -> "module:qualname"`` for imported objects."""
+    description: str | None = None
+    """The workflow's description."""
+    input_model: str | None = None
+    """The input model's qualified name, if any."""
+    output_model: str | None = None
+    """The output model's qualified name, if any."""
+    saved_at: datetime
+    """When it was first kept."""
+
+
+def _model_name(model: Any) -> str | None:
+    return None if model is None else f"{model.__module__}.{model.__qualname__}"
+
+
+def record_for(definition: WorkflowDefinition) -> CodeRecord:
+    """The record that keeps ``definition``."""
+    origin = definition.origin or CodeOrigin(kind="closure", function=getattr(definition.fn, "__name__", "?"))
+    return CodeRecord(
+        name=definition.name,
+        version=definition.version,
+        code_hash=definition.code_hash or definition.version,
+        kind=origin.kind,
+        function=origin.function,
+        module=origin.module,
+        source=definition.source,
+        rebuild=origin.rebuild,
+        helpers=dict(origin.helpers),
+        constants=dict(origin.constants),
+        imports=dict(origin.imports),
+        description=definition.description,
+        input_model=_model_name(definition.input_model),
+        output_model=_model_name(definition.output_model),
+        saved_at=datetime.now(timezone.utc),
+    )
+
+
+def code_path_for(transcript_path: str) -> str:
+    """The code sidecar beside a transcript sidecar (both are named after the store)."""
+    base = transcript_path.removesuffix(".transcript.sqlite")
+    return base + ".code.sqlite"
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS code_versions ("
+    " name TEXT NOT NULL, version TEXT NOT NULL, code_hash TEXT NOT NULL, record TEXT NOT NULL,"
+    " PRIMARY KEY (name, version))",
+)
+
+
+class CodeStore(SidecarDb):
+    """The code versions of one workflow store."""
+
+    schema = _SCHEMA
+    what = "code versions"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._saved: dict[tuple[str, str], str] = {}
+
+    def save(self, definitions: list[WorkflowDefinition]) -> int:
+        """Keep these versions (those already kept with the same code are skipped); returns how many were written.
+
+        A version number given by hand and registered again with other code is replaced: the
+        store keeps what instances on that version now replay.
+        """
+        todo = [d for d in definitions if self._saved.get((d.name, d.version)) != (d.code_hash or d.version)]
+        if not todo:
+            return 0
+        records = [record_for(d) for d in todo]
+
+        async def write() -> int:
+            written = 0
+            for r in records:
+                cursor = await self._conn.execute(
+                    "SELECT code_hash FROM code_versions WHERE name = ? AND version = ?", (r.name, r.version)
+                )
+                row = await cursor.fetchone()
+                await cursor.close()
+                if row is not None and row[0] == r.code_hash:
+                    continue
+                await self._conn.execute(
+                    "INSERT OR REPLACE INTO code_versions (name, version, code_hash, record) VALUES (?, ?, ?, ?)",
+                    (r.name, r.version, r.code_hash, r.model_dump_json()),
+                )
+                written += 1
+            await self._conn.commit()
+            return written
+
+        written = self._run(write())
+        for r in records:
+            self._saved[(r.name, r.version)] = r.code_hash
+        return written
+
+    def get(self, name: str, version: str) -> CodeRecord | None:
+        """The kept record of ``name@version``, or None."""
+
+        async def read() -> Any:
+            cursor = await self._conn.execute(
+                "SELECT record FROM code_versions WHERE name = ? AND version = ?", (name, version)
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            return row
+
+        row = self._run(read())
+        return None if row is None else CodeRecord.model_validate(json.loads(row[0]))
+
+    def all(self) -> list[CodeRecord]:
+        """Every kept record, by name then version."""
+
+        async def read() -> list[Any]:
+            cursor = await self._conn.execute("SELECT record FROM code_versions ORDER BY name, version")
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return list(rows)
+
+        return [CodeRecord.model_validate(json.loads(row[0])) for row in self._run(read())]
