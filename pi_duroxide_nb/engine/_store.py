@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import select
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from ._json import loads_lenient
 
 __all__ = ["SqliteStoreReader", "history_event_from_row"]
 
+REQUEST_TIMEOUT = 30.0
+"""The longest one read of the store may take before the reader is stopped."""
 _PAYLOAD_FIELDS = ("input", "result", "output", "data")
 _COMMON_FIELDS = {"event_id", "source_event_id", "instance_id", "execution_id", "timestamp_ms", "type", "name"}
 
@@ -110,7 +114,13 @@ class SqliteStoreReader:
         self._proc: subprocess.Popen[str] | None = None
         self._ids = itertools.count(1)
 
-    def _request(self, payload: dict[str, Any]) -> list[list[Any]]:
+    def _request(self, payload: dict[str, Any], timeout: float | None = None) -> list[list[Any]]:
+        """Send one request and wait for its reply, for at most ``timeout`` s (``REQUEST_TIMEOUT``).
+
+        A reader that does not answer in time is killed (the next request starts a fresh one),
+        so a stuck read never hangs the kernel.
+        """
+        limit = REQUEST_TIMEOUT if timeout is None else timeout
         with self._lock:
             for attempt in (1, 2):
                 proc = self._process()
@@ -119,6 +129,16 @@ class SqliteStoreReader:
                     assert proc.stdin is not None and proc.stdout is not None
                     proc.stdin.write(json.dumps(payload) + "\n")
                     proc.stdin.flush()
+                    ready, _, _ = select.select([proc.stdout], [], [], limit)
+                    if not ready:
+                        proc.kill()
+                        proc.wait()
+                        self._proc = None
+                        msg = (
+                            f"Reading the workflow store {self._path} took longer than {limit:g} s; the read was "
+                            "stopped. Another program may hold the database locked; try again, or check the file."
+                        )
+                        raise EngineError(msg)
                     line = proc.stdout.readline()
                 except (BrokenPipeError, OSError):
                     line = ""
@@ -170,8 +190,41 @@ class SqliteStoreReader:
         work runs.
         """
         mode = "TRUNCATE" if truncate else "PASSIVE"
-        rows = self._request({"op": "checkpoint", "mode": mode, "timeout": timeout})
+        rows = self._request({"op": "checkpoint", "mode": mode, "timeout": timeout}, timeout + 5.0)
         return [int(v) for v in rows[0]]
+
+    def integrity(self, timeout: float) -> list[str]:
+        """SQLite's ``quick_check`` of the file: ``["ok"]`` when sound, else the problems found."""
+        return [str(r[0]) for r in self._request({"op": "check"}, timeout)]
+
+    def nudge(self, *, instances: Sequence[str] = (), activities: Sequence[str] = ()) -> int:
+        """Make work the engine set aside with a backoff visible now (see ``_store_worker``)."""
+        if not instances and not activities:
+            return 0
+        rows = self._request({"op": "nudge", "instances": list(instances), "activities": list(activities)}, 10.0)
+        return int(rows[0][0])
+
+    def unfinished(self) -> list[tuple[str, str, str]]:
+        """``(name, version, instance_id)`` of every instance that has not finished, queued starts included."""
+        rows = self.query(
+            "SELECT i.orchestration_name, i.orchestration_version, i.instance_id FROM instances i "
+            "JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id "
+            "WHERE e.status NOT IN ('Completed', 'Failed') "
+            "UNION SELECT json_extract(q.work_item, '$.StartOrchestration.orchestration'), "
+            "COALESCE(json_extract(q.work_item, '$.StartOrchestration.version'), ''), q.instance_id "
+            "FROM orchestrator_queue q WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
+        )
+        return [(str(n), str(v), str(i)) for n, v, i in rows]
+
+    def waiting_activities(self, prefix: str) -> set[str]:
+        """Instances with an activity whose name starts with ``prefix`` queued and not running."""
+        rows = self.query(
+            "SELECT DISTINCT instance_id FROM worker_queue WHERE lock_token IS NULL "
+            "AND json_extract(work_item, '$.ActivityExecute.name') LIKE ? ESCAPE '\\'",
+            (prefix.replace("_", "\\_") + "%",),
+        )
+        return {str(r[0]) for r in rows}
 
     def close(self) -> None:
         """Stop the reader process."""
@@ -315,20 +368,34 @@ class SqliteStoreReader:
     ) -> list[WorkflowState]:
         """One page of instance states, newest first, filtered by workflow name and status.
 
-        Queued starts (``Pending``, no instance row yet) come first, as in ``states()``.
+        Queued starts (``Pending``, no instance row yet) come first. One statement, so one
+        snapshot: read in two, a start the engine moved from the queue to the tables in between
+        was in neither read, and the page came back short.
         """
-        # The listing is the queued starts, then the instance rows: a page takes its share of each.
-        # Queued starts are read first: the engine moves a start from the queue to the tables
-        # atomically, so reading in this order cannot miss an instance in between.
-        queued: list[WorkflowState] = []
-        if status in (None, WorkflowStatus.PENDING.value):
-            queued = self._pending(None, name)
-        pending = queued[offset : None if limit is None else offset + limit]
         sql, args = _state_sql(None, name, status)
-        rows_limit = -1 if limit is None else max(0, limit - len(pending))  # SQLite: -1 is no limit
-        rows = self.query(sql + " LIMIT ? OFFSET ?", [*args, rows_limit, max(0, offset - len(queued))])
-        known = {row[0] for row in rows}
-        return [p for p in pending if p.instance_id not in known] + [self._state(row) for row in rows]
+        sql = sql[: sql.rindex(" ORDER BY")]
+        queued_sql = (
+            "SELECT q.instance_id, json_extract(q.work_item, '$.StartOrchestration.orchestration'), "
+            "COALESCE(json_extract(q.work_item, '$.StartOrchestration.version'), ''), "
+            "COALESCE(json_extract(q.work_item, '$.StartOrchestration.execution_id'), 1), "
+            "json_extract(q.work_item, '$.StartOrchestration.parent_instance'), NULL, 'Pending', NULL, "
+            "q.visible_at, q.visible_at, NULL, 0 AS part, q.id AS ord FROM orchestrator_queue q "
+            "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
+        )
+        queued_args: list[Any] = []
+        if name is not None:
+            queued_sql += " AND json_extract(q.work_item, '$.StartOrchestration.orchestration') = ?"
+            queued_args.append(name)
+        select_rows = sql.replace("\nFROM instances i", ", 1 AS part, i.rowid AS ord\nFROM instances i", 1)
+        parts = [f"SELECT * FROM ({select_rows})"]
+        all_args: list[Any] = list(args)
+        if status in (None, WorkflowStatus.PENDING.value):
+            parts.insert(0, f"SELECT * FROM ({queued_sql})")
+            all_args = queued_args + all_args
+        full = " UNION ALL ".join(parts) + " ORDER BY part, ord DESC LIMIT ? OFFSET ?"
+        rows = self.query(full, [*all_args, -1 if limit is None else limit, offset])
+        return [self._state(row[:11]) for row in rows]
 
     def status_counts(self, *, name: str | None = None) -> dict[str, int]:
         """How many instances are in each status (queued starts count as ``Pending``).

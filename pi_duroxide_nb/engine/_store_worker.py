@@ -6,15 +6,22 @@ aiosqlite) in the kernel takes itself for the file's only user: closing it delet
 write-ahead log under the running engine and lost a just-started instance in our tests.
 From another process, SQLite's locking works as designed.
 
-Protocol: one JSON request per line on stdin, ``{"id", "sql", "args"}`` or
-``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE", "timeout": s}``; one JSON
-reply per line on stdout, ``{"id", "rows"}`` or ``{"id", "error"}``. Only the standard
-library is imported, so it starts fast.
+Protocol: one JSON request per line on stdin, ``{"id", "sql", "args"}``,
+``{"id", "op": "checkpoint", "mode": "PASSIVE" | "TRUNCATE", "timeout": s}``,
+``{"id", "op": "check"}`` (SQLite's quick_check) or ``{"id", "op": "nudge", "instances": [...],
+"activities": [...]}``; one JSON reply per line on stdout, ``{"id", "rows"}`` or
+``{"id", "error"}``. Only the standard library is imported, so it starts fast.
+
+The nudge is the one write to the engine's tables: work the engine set aside with a backoff
+(an unregistered workflow version or activity, retried after 1, 2, 4 ... 60 s) is made visible
+again the moment its code or agent host is back, so the instance resumes at once instead of at
+its next retry. It never moves a timer before its time and never touches locked work.
 """
 
 import json
 import sqlite3
 import sys
+import time
 
 
 def main(path: str) -> None:
@@ -38,12 +45,44 @@ def main(path: str) -> None:
                     reply["rows"] = [list(rw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())]
                 finally:
                     rw.close()
+            elif request.get("op") == "check":
+                reply["rows"] = [list(r) for r in db.execute("PRAGMA quick_check")]
+            elif request.get("op") == "nudge":
+                reply["rows"] = [[_nudge(path, request.get("instances") or [], request.get("activities") or [])]]
             else:
                 reply["rows"] = [list(r) for r in db.execute(request["sql"], request.get("args", []))]
         except sqlite3.Error as exc:
             reply["error"] = f"{type(exc).__name__}: {exc}"
         out.write(json.dumps(reply) + "\n")
         out.flush()
+
+
+def _nudge(path: str, instances: list[str], activities: list[str]) -> int:
+    """Make set-aside work of these instances / activities visible now; returns the rows changed."""
+    rw = sqlite3.connect(path, timeout=2.0, isolation_level=None)
+    try:
+        now = int(time.time() * 1000)
+        changed = 0
+        if instances:
+            marks = ",".join("?" * len(instances))
+            changed += rw.execute(
+                "UPDATE orchestrator_queue SET visible_at = MAX(?1, "
+                "COALESCE(json_extract(work_item, '$.TimerFired.fire_at_ms'), 0)) "
+                f"WHERE visible_at > ?1 AND instance_id IN ({marks}) AND NOT EXISTS ("
+                "SELECT 1 FROM instance_locks l WHERE l.instance_id = orchestrator_queue.instance_id "
+                "AND l.locked_until > ?1)",
+                [now, *instances],
+            ).rowcount
+        if activities:
+            marks = ",".join("?" * len(activities))
+            changed += rw.execute(
+                "UPDATE worker_queue SET visible_at = ?1 WHERE visible_at > ?1 AND lock_token IS NULL "
+                f"AND json_extract(work_item, '$.ActivityExecute.name') IN ({marks})",
+                [now, *activities],
+            ).rowcount
+        return changed
+    finally:
+        rw.close()
 
 
 if __name__ == "__main__":
