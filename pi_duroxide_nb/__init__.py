@@ -27,6 +27,7 @@ from ._errors import (
     PiDuroxideError,
     RegistrationError,
     RuntimeStateError,
+    StoreError,
     SubWorkflowError,
     TaskFailedError,
     WorkflowNotFoundError,
@@ -35,9 +36,11 @@ from ._errors import (
 from .engine import (
     ActivityContext,
     AgentHost,
+    CodeNotice,
     DurableTask,
     PollingConfig,
     RuntimeState,
+    VersionWarning,
     WorkflowContext,
     WorkflowDefinition,
     WorkflowRegistry,
@@ -48,6 +51,7 @@ from .engine import (
     register_activity,
     register_workflow,
 )
+from .engine._codestore import CodeRecord
 from .engine._transcript import TranscriptEntry
 from .models import ChatMessage, HistoryEvent, Outcome, RaceResult, RetryPolicy, WorkflowState, WorkflowStatus
 from .notebook import (
@@ -153,6 +157,8 @@ __all__ = [
     "Skill",
     "Agent",
     "TranscriptEntry",
+    "CodeNotice",
+    "CodeRecord",
     # State and history
     "WorkflowState",
     "WorkflowStatus",
@@ -187,6 +193,8 @@ __all__ = [
     "ActivityError",
     "SubWorkflowError",
     "EngineError",
+    "StoreError",
+    "VersionWarning",
     "ModelError",
     "ToolError",
     "ToolDeniedError",

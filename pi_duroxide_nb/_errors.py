@@ -18,6 +18,7 @@ Our exception hierarchy:
     - ActivityError            - an activity raised
     - SubWorkflowError         - a sub-workflow failed
   + EngineError                - the durable engine reported an unexpected error
+    - StoreError               - the store file cannot be used (not a database, damaged, read-only)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "PiDuroxideError",
     "RegistrationError",
     "RuntimeStateError",
+    "StoreError",
     "SubWorkflowError",
     "TaskFailedError",
     "WorkflowNotFoundError",
@@ -209,6 +211,10 @@ class SubWorkflowError(TaskFailedError):
 
 class EngineError(PiDuroxideError):
     """The durable engine reported an error that pi_duroxide_nb did not expect."""
+
+
+class StoreError(EngineError):
+    """The workflow store cannot be used: not a database, truncated, damaged, or read-only."""
 
 
 _ACTIVITY_FAILED = re.compile(

@@ -77,6 +77,10 @@ class WorkflowState(BaseModel):
     """The parent's id, for a sub-workflow."""
     execution_id: int = 1
     """The current execution; each continue-as-new starts the next one."""
+    blocked: str | None = None
+    """Why an unfinished instance cannot move on, and what to do: ``"code missing: ..."`` when
+    its workflow version is not registered and could not be restored, ``"waiting for an agent
+    host: ..."`` when a ``ctx.pi`` call waits for ``rt.set_host``. None when nothing blocks it."""
 
 
 class HistoryEvent(BaseModel):

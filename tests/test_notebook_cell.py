@@ -33,7 +33,7 @@ def test_body_becomes_a_generator_workflow_with_ctx_and_input(registry, rt, iid)
         "twice", "x = yield ctx.schedule_activity('double', input['n'])\nreturn {'x': x}", registry=registry
     )
     assert result.name == "twice" and result.previous_version is None and result.changed
-    assert str(result) == f"Workflow 'twice' registered (version {result.version})."
+    assert str(result) == f"Workflow 'twice' registered (twice@{result.version[6:14]})."
     assert inspect.isgeneratorfunction(registry.workflow("twice").fn)
     instance = rt.start_workflow("twice", {"n": 21}, instance_id=iid())
     assert rt.wait_for_workflow(instance, timeout=30).output == {"x": 42}
@@ -65,10 +65,11 @@ def test_rerun_same_code_is_unchanged_and_edit_is_a_new_version(registry) -> Non
     first = pdn.define_workflow("w", "yield ctx.schedule_timer(1)\nreturn 1", registry=registry)[0]
     same = pdn.define_workflow("w", "yield ctx.schedule_timer(1)\nreturn 1", registry=registry)[0]
     edited = pdn.define_workflow("w", "yield ctx.schedule_timer(1)\nreturn 2", registry=registry)[0]
-    assert not same.changed and str(same) == f"Workflow 'w' unchanged (version {first.version})."
+    assert not same.changed and str(same) == f"Workflow 'w' unchanged (w@{first.version[6:14]})."
     assert edited.changed and edited.previous_version == first.version
     assert str(edited) == (
-        f"Workflow 'w' updated to version {edited.version}; instances already running keep version {first.version}."
+        f"Workflow 'w': new instances start on w@{edited.version[6:14]} (was w@{first.version[6:14]}); "
+        "instances in flight keep the version they started on."
     )
     assert [d.version for d in registry.versions("w")] == [first.version, edited.version]
 

@@ -129,7 +129,10 @@ def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, 
     shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v2"))  # the edited cell, re-run
     line = capsys.readouterr().out.strip()
     v1, v2 = (d.version for d in registry.versions("review"))
-    assert line == f"Workflow 'review' updated to version {v2}; instances already running keep version {v1}."
+    assert line == (
+        f"Workflow 'review': new instances start on review@{v2[6:14]} (was review@{v1[6:14]}); "
+        "instances in flight keep the version they started on."
+    )
 
     run(shell, "%workflow signal review-old go 1")
     old_state = run(shell, "%workflow wait review-old --timeout 30").state

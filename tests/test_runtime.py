@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -506,16 +507,27 @@ def test_pi_calls_use_pi_shapes_and_strip_timestamps(registry, make_runtime, iid
     assert [c.method for c in host.calls] == ["llm", "skill", "prompt", "send_message"]
 
 
-def test_pi_without_host_fails_naming_the_activity(registry, rt, iid) -> None:
+def test_pi_call_without_host_waits_visibly_and_runs_when_one_is_bound(registry, rt, iid) -> None:
     @registry.register_workflow("needs-host")
     def needs_host(ctx, _):
-        try:
-            yield ctx.pi.tool("bash", {"command": "ls"})
-        except pdn.ActivityError as err:
-            return str(err)
+        ctx.set_custom_status("calling")
+        return (yield ctx.pi.tool("echo", {"x": 1}))
 
-    out = rt.wait_for_workflow(rt.start_workflow("needs-host", None, instance_id=iid()), timeout=30).output
-    assert "'__pi_tool' needs an agent host" in out and "set_host" in out
+    instance = rt.start_workflow("needs-host", None, instance_id=iid())
+    state = wait_until(lambda: (s := rt.get_workflow(instance)).blocked and s, timeout=15)
+    assert state.status is pdn.WorkflowStatus.RUNNING
+    assert state.blocked.startswith("waiting for an agent host") and "set_host" in state.blocked
+    listed = {s.instance_id: s for s in rt.list_workflows()}
+    assert listed[instance].blocked == state.blocked
+    # Several engine retries later it is still waiting, not failed (the engine backs off 1, 2, 4 s).
+    with pytest.raises(pdn.WorkflowTimeoutError):
+        rt.wait_for_workflow(instance, timeout=4)
+    started = time.monotonic()
+    rt.set_host(pdn.InMemoryAgentHost(tools={"echo": lambda args: args}))
+    done = rt.wait_for_workflow(instance, timeout=30)
+    assert done.status is pdn.WorkflowStatus.COMPLETED and done.output == {"x": 1} and done.blocked is None
+    # The waiting call is made visible again when the host is bound, not at the engine's next retry.
+    assert time.monotonic() - started < 3
 
 
 def test_set_host_takes_effect_at_once(registry, rt, iid) -> None:
@@ -626,17 +638,25 @@ def test_fixed_polling_never_idles(make_runtime) -> None:
         pdn.PollingConfig(active_interval=timedelta(0))
 
 
-def test_two_runtimes_share_a_store(registry, make_runtime, iid, db_path) -> None:
+def test_one_engine_per_store_per_process(registry, make_runtime, iid, db_path) -> None:
     @registry.register_workflow("shared")
     def shared(ctx, x):
-        yield ctx.schedule_timer(1)
+        ctx.set_custom_status("waiting")
+        yield ctx.wait_for_event("go")
         return x
 
     first = make_runtime().start()
-    second = make_runtime(db=db_path)
     instance = first.start_workflow("shared", 5, instance_id=iid())
+    wait_until(lambda: first.get_workflow(instance).custom_status == "waiting")
+    second = make_runtime(db=db_path)
+    with pytest.raises(pdn.RuntimeStateError, match="already open in this process.*shutdown"):
+        second.start()
+    with pytest.raises(pdn.RuntimeStateError, match="already open in this process"):
+        second.get_workflow(instance)
+    first.shutdown()
+    # Released at shutdown although `first` is still referenced: the next runtime opens the file.
+    second.start().signal_workflow(instance, "go")
     assert second.wait_for_workflow(instance, timeout=30).output == 5
-    assert os.path.exists(str(db_path))
 
 
 def test_many_edits_after_start_all_run(registry, rt, iid) -> None:

@@ -24,7 +24,7 @@ from ._registry import (
     register_workflow,
     semver_key,
 )
-from ._runtime import RuntimeState, WorkflowRuntime, default_db_path
+from ._runtime import CodeNotice, RuntimeState, WorkflowRuntime, default_db_path
 from ._store import SqliteStoreReader, history_event_from_row
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "CodeOrigin",
     "VersionWarning",
     "AgentHost",
+    "CodeNotice",
     "DurableTask",
     "KeyValueStore",
     "PiCalls",

@@ -87,6 +87,13 @@ class EngineConfig:
     """The longest a checkpoint during work may hold the engine's writers off, waiting for readers."""
     drain_timeout: timedelta = timedelta(hours=1)
     """How long a replaced runtime may take to finish the activities it is running."""
+    max_attempts: int = 100_000
+    """How often the engine retries work whose code is not registered before failing it for good.
+
+    duroxide's default, 10, fails ("poisons") an instance about 5 minutes after its workflow
+    version or an activity went missing, even if the code comes back later. A notebook's code
+    comes and goes with its kernel and its cells, so the engine is told to wait (its retries
+    back off to one a minute: 100 000 of them is about 69 days of running)."""
 
 
 class _Mode(enum.Enum):
@@ -194,7 +201,7 @@ class WorkflowEngine:
         provider: Any,
         registry: WorkflowRegistry,
         config: EngineConfig,
-        builtin_activities: dict[str, Callable[[Any], Any]],
+        builtin_activities: Callable[[], dict[str, Callable[[Any], Any]]],
         store: SqliteStoreReader | None,
     ) -> None:
         self._provider = provider
@@ -211,6 +218,7 @@ class WorkflowEngine:
         self._drains: list[threading.Thread] = []
         self._swaps = 0
         self._unsubscribe: Callable[[], None] | None = None
+        self._stale = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -256,14 +264,17 @@ class WorkflowEngine:
         """Work is about to arrive from this process (a start or a signal): be active now."""
         PULSE.beat()
 
-    def refresh(self) -> None:
-        """Rebuild the runtime now if the registry changed since it was built.
+    def refresh(self, *, force: bool = False) -> None:
+        """Rebuild the runtime now if the registry changed since it was built (or ``force``).
 
         Runs in the registering thread, so a workflow registered (or edited) after ``start()``
-        can be started the moment its registration returns.
+        can be started the moment its registration returns. ``force`` is for changes outside
+        the registry: binding an agent host adds the ``ctx.pi`` activities.
         """
         with self._cond:
-            if self._stopping or self._registry.generation == self._built_generation:
+            if force:
+                self._stale = True
+            if self._stopping or (self._registry.generation == self._built_generation and not self._stale):
                 return
             self._install(self._mode)
 
@@ -281,13 +292,15 @@ class WorkflowEngine:
             worker_lock_timeout_ms=lock_ms,
             orchestrator_lock_timeout_ms=lock_ms,
             log_level=cfg.log_level,
+            max_attempts=cfg.max_attempts,
         )
 
     def _build(self, mode: _Mode) -> tuple[Any, int]:
         _quiet_engine_logs(self._config.log_level)
         generation = self._registry.generation
         runtime = duroxide.Runtime(self._provider, self._options(mode))
-        for name, fn in self._builtins.items():
+        self._stale = False
+        for name, fn in self._builtins().items():
             runtime.register_activity(name, _plain_activity(fn))
         for activity in self._registry.activities():
             runtime.register_activity(activity.name, _activity(activity))
@@ -350,7 +363,7 @@ class WorkflowEngine:
                 if self._stopping:
                     return
                 wanted = self._wanted_mode()
-                if wanted is not self._mode or self._registry.generation != self._built_generation:
+                if wanted is not self._mode or self._registry.generation != self._built_generation or self._stale:
                     try:
                         self._install(wanted)
                     except Exception:  # keep supervising; the current runtime still runs

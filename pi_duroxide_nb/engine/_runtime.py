@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import enum
+import gc
+import logging
 import os
+import sys
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, overload
@@ -24,18 +28,23 @@ from .._errors import (
     PayloadError,
     PiDuroxideError,
     RuntimeStateError,
+    StoreError,
     WorkflowTimeoutError,
 )
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
-from ._context import _workflow_input
+from ._codestore import CodeRecord, CodeStore, code_path_for
+from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._host import AgentHost, pi_activity_functions
 from ._json import loads_lenient, to_json_value
-from ._registry import WorkflowRegistry, default_registry
+from ._registry import WorkflowRegistry, default_registry, format_ref
+from ._restore import RestoreError, rebuild_definition
 from ._store import SqliteStoreReader
 from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
 
-__all__ = ["RuntimeState", "WorkflowRuntime", "default_db_path"]
+__all__ = ["CodeNotice", "RuntimeState", "WorkflowRuntime", "default_db_path"]
+
+_log = logging.getLogger("pi_duroxide_nb")
 
 DB_ENV_VAR = "PI_DUROXIDE_DB"
 _PI_DEFAULT_DB = Path.home() / ".pi" / "agent" / "workflows.db"
@@ -56,6 +65,47 @@ def default_db_path() -> Path:
 
 
 _RUNNING: weakref.WeakSet[WorkflowRuntime] = weakref.WeakSet()
+_OWNERS: dict[str, weakref.ref[WorkflowRuntime]] = {}
+"""Which runtime of this process holds each store open: one engine per store per process."""
+_OWNERS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CodeNotice:
+    """What a runtime did about unfinished instances whose workflow version was not registered.
+
+    ``str()`` is the one line the notebook prints.
+    """
+
+    name: str
+    """The workflow's name."""
+    version: str
+    """The version the instances started on."""
+    instance_ids: tuple[str, ...]
+    """The unfinished instances on that version."""
+    restored: bool
+    """True when the version was rebuilt from the code kept with the store."""
+    reason: str | None = None
+    """Why it could not be restored (when ``restored`` is False)."""
+
+    @property
+    def ref(self) -> str:
+        """``name@short-version``."""
+        return format_ref(self.name, self.version)
+
+    def _instances(self) -> str:
+        ids = ", ".join(self.instance_ids[:5]) + (", ..." if len(self.instance_ids) > 5 else "")
+        n = len(self.instance_ids)
+        return f"{n} unfinished instance{'s' if n != 1 else ''}: {ids}"
+
+    def __str__(self) -> str:
+        if self.restored:
+            return f"restored {self.ref} for {self._instances()}"
+        return (
+            f"code missing: {self.ref} is not registered and cannot be restored ({self.reason}); "
+            f"{self._instances()} wait for it. Fix: re-run the cell (or import the module) that defined "
+            f"this version; or check edited code against their history with pdn.replay_check; or cancel them."
+        )
 
 
 @atexit.register
@@ -63,6 +113,71 @@ def _shutdown_at_exit() -> None:
     # The engine's threads call into Python; stop them before the interpreter goes away.
     for runtime in list(_RUNNING):
         runtime.shutdown(timeout=2.0)
+
+
+_CHECK_TIMEOUT_S = 1.5
+"""How long the integrity check of an existing store may take at open (a bigger store is opened unchecked)."""
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse, at once, a store path SQLite would hang on: not a database, truncated, unwritable.
+
+    Left to the engine, each of these blocks every call for 30 s and then reports "pool timed
+    out". Nothing is created or written here.
+
+    Raises:
+        StoreError: what is wrong with the file, and what to do.
+    """
+    fix = "Point the runtime at another file (db=... or %workflow_config --db PATH)"
+    fix_lower = fix[0].lower() + fix[1:]
+    if path.is_dir():
+        msg = f"The workflow store {path} is a folder, not a file. {fix}, e.g. {path / 'workflows.db'}."
+        raise StoreError(msg)
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            msg = (
+                f"The workflow store {path} cannot be read and written by this process (permissions). "
+                f"Fix its permissions, or {fix_lower}."
+            )
+            raise StoreError(msg)
+        size = path.stat().st_size
+        if size > 0:
+            with path.open("rb") as f:
+                header = f.read(100)
+            if not header.startswith(_SQLITE_HEADER):
+                msg = (
+                    f"The workflow store {path} is not an SQLite database (it starts with {header[:16]!r}). "
+                    f"{fix}; nothing was written to it."
+                )
+                raise StoreError(msg)
+            page = int.from_bytes(header[16:18], "big") if len(header) >= 18 else 0
+            page = 65536 if page == 1 else page
+            pages = int.from_bytes(header[28:32], "big") if len(header) >= 32 else 0
+            valid_count = len(header) == 100 and header[92:96] == header[24:28]
+            if (
+                len(header) < 100
+                or page < 512
+                or page & (page - 1)
+                or size % page
+                or (valid_count and pages and size < pages * page)
+            ):
+                msg = (
+                    f"The workflow store {path} is truncated or its header is damaged ({size} bytes). "
+                    f"Restore it from a backup, or {fix_lower}; nothing was written to it."
+                )
+                raise StoreError(msg)
+        folder = path.parent
+    else:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        msg = (
+            f"The folder {folder} of the workflow store {path.name} is read-only: SQLite needs to write its "
+            f"journal files beside the store. Make the folder writable, or {fix_lower}."
+        )
+        raise StoreError(msg)
 
 
 class RuntimeState(enum.Enum):
@@ -113,6 +228,7 @@ class WorkflowRuntime:
         log_level: str = "error",
         wal_limit_bytes: int = 16 * 1024 * 1024,
         share_with_pi: bool = False,
+        namespace: Mapping[str, Any] | None = None,
     ) -> None:
         """Create a runtime; nothing runs until ``start()``.
 
@@ -133,6 +249,8 @@ class WorkflowRuntime:
                 cost throughput: each checkpoint during work makes some engine transactions
                 back off (see README, "Engine settings").
             share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
+            namespace: Where code defined in notebook cells resolves its globals when a version
+                is restored from the store; the ``__main__`` module's (the notebook's) by default.
 
         Raises:
             RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
@@ -164,10 +282,17 @@ class WorkflowRuntime:
                     "or pass share_with_pi=True if pi is not running."
                 )
                 raise RuntimeStateError(msg)
+            check_store_file(path)
             self._db_path = path
             self._reader = SqliteStoreReader(str(path))
         self._target = target
         self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
+        self._codes = CodeStore(code_path_for(self._transcript.path))
+        self._namespace = namespace
+        self._missing: dict[tuple[str, str], CodeNotice] = {}
+        self._notices: list[CodeNotice] = []
+        self._unsubscribe_registry: Callable[[], None] | None = None
+        self._reconciling = threading.RLock()
         self._provider: Any = None
         self._client: Any = None
         # Starts this runtime queued that the engine has not picked up yet. Only needed without
@@ -203,8 +328,15 @@ class WorkflowRuntime:
     def start(self) -> WorkflowRuntime:
         """Start running workflows in the background; returns at once. Calling it again does nothing.
 
+        Before the engine runs, unfinished instances whose workflow version is not registered
+        are looked after: their version is rebuilt from the code kept with the store when it
+        can be (``code_notices`` says which), and otherwise they wait, marked "code missing",
+        until their code is registered again; the engine never fails them for it.
+
         Raises:
-            RuntimeStateError: the runtime was shut down.
+            RuntimeStateError: the runtime was shut down, or another runtime of this process
+                has the store open.
+            EngineError: the store cannot be opened (not a database, damaged, read-only).
         """
         with self._lock:
             if self._state is RuntimeState.RUNNING:
@@ -213,23 +345,37 @@ class WorkflowRuntime:
                 msg = "This WorkflowRuntime was shut down and cannot restart. Create a new WorkflowRuntime."
                 raise RuntimeStateError(msg)
             self._open()
+            self.reconcile_code()
             self._engine = WorkflowEngine(
                 self._provider,
                 self._registry,
                 self._config,
-                pi_activity_functions(lambda: self._host, self._transcript),
+                self._activities,
                 self._reader,
             )
             self._engine.start()
+            self._unsubscribe_registry = self._registry.subscribe(self._on_registration)
             self._state = RuntimeState.RUNNING
             _RUNNING.add(self)
         return self
 
+    def _activities(self) -> dict[str, Callable[[Any], Any]]:
+        """The built-in activities the engine registers: ``ctx.pi``'s only while a host is bound.
+
+        With no host, a ``ctx.pi`` call is work the engine cannot place: it sets it aside and
+        retries it, and the call runs once a host is bound (``set_host`` rebuilds the engine
+        and makes the work visible again). Failing it would cost the instance.
+        """
+        if self._host is None:
+            return {}
+        return pi_activity_functions(lambda: self._host, self._transcript)
+
     def shutdown(self, timeout: float | timedelta = 5.0) -> None:
         """Stop the runtime, letting running steps finish for up to ``timeout`` (seconds).
 
-        Unfinished instances stay in the store and resume when a runtime opens it again.
-        Safe to call more than once.
+        Unfinished instances stay in the store and resume when a runtime opens it again. The
+        store is released at once, whatever still references this runtime: another runtime of
+        this process can open it next. Safe to call more than once.
         """
         delay = _timedelta(timeout, "timeout") or timedelta(0)
         with self._lock:
@@ -238,11 +384,36 @@ class WorkflowRuntime:
             engine, self._engine = self._engine, None
             self._state = RuntimeState.STOPPED
             _RUNNING.discard(self)
+            unsubscribe, self._unsubscribe_registry = self._unsubscribe_registry, None
+        if unsubscribe is not None:
+            unsubscribe()
         if engine is not None:
             engine.stop(delay)
+        del engine
         if self._reader is not None:
             self._reader.close()
         self._transcript.close()
+        self._codes.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Drop every reference to the engine's objects, so the store file is closed now.
+
+        SQLite's POSIX locks belong to the process: a provider kept open by a forgotten
+        reference makes later runtimes on the same file fail with "disk I/O error".
+        """
+        with self._lock:
+            self._provider = None
+            self._client = None
+        gc.collect()
+        with _OWNERS_LOCK:
+            owner = _OWNERS.get(self._store_key)
+            if owner is not None and owner() in (self, None):
+                del _OWNERS[self._store_key]
+
+    @property
+    def _store_key(self) -> str:
+        return self.db
 
     def __enter__(self) -> WorkflowRuntime:
         return self.start()
@@ -251,13 +422,136 @@ class WorkflowRuntime:
         self.shutdown()
 
     def set_host(self, host: AgentHost | None) -> None:
-        """Bind the agent host that ``ctx.pi`` calls (``None`` unbinds); takes effect at once."""
+        """Bind the agent host that ``ctx.pi`` calls (``None`` unbinds); takes effect at once.
+
+        ``ctx.pi`` calls made while no host was bound have been waiting ("waiting for an agent
+        host" in their state); they run now.
+        """
+        was_none = self._host is None
         self._host = host
+        engine = self._engine
+        if engine is None or was_none == (host is None):
+            return
+        engine.refresh(force=True)
+        if host is not None and self._reader is not None:
+            try:
+                self._reader.nudge(activities=list(PI_ACTIVITIES.values()))
+            except PiDuroxideError as exc:  # the engine's own retry still comes
+                _log.debug("could not nudge waiting ctx.pi calls: %s", exc)
 
     @property
     def host(self) -> AgentHost | None:
         """The bound agent host."""
         return self._host
+
+    # --- code versions ------------------------------------------------------------------------
+
+    def reconcile_code(self) -> list[CodeNotice]:
+        """Look after unfinished instances whose workflow version is not registered; returns what is new.
+
+        Every registered version is kept with the store first. Then each unfinished instance's
+        ``name@version`` that is not registered is rebuilt from the kept code when it can be
+        (cell-defined code is compiled in the notebook's namespace, so its globals resolve);
+        otherwise its instances are marked "code missing" (``code_notices``, their state's
+        ``blocked``) and wait: the engine retries them without ever failing them for it, and
+        they resume the moment the version is registered again. Runs at ``start()`` and after
+        every registration.
+        """
+        with self._reconciling:
+            if getattr(self, "_in_reconcile", False):
+                return []
+            self._in_reconcile = True
+            try:
+                return self._reconcile()
+            finally:
+                self._in_reconcile = False
+
+    def _reconcile(self) -> list[CodeNotice]:
+        self._codes.save(self._registry.all_workflow_versions())
+        groups: dict[tuple[str, str], list[str]] = {}
+        for name, version, iid in self._unfinished():
+            if version:
+                groups.setdefault((name, version), []).append(iid)
+        missing: dict[tuple[str, str], CodeNotice] = {}
+        fresh: list[CodeNotice] = []
+        restored: list[tuple[str, str]] = []
+        for (name, version), ids in sorted(groups.items()):
+            if self._registry.has_version(name, version):
+                continue
+            record = self._codes.get(name, version)
+            if record is None:
+                reason = (
+                    "its code was not kept with this store: it started before code versions were kept, or elsewhere"
+                )
+            else:
+                try:
+                    definition = rebuild_definition(record, self._restore_namespace())
+                except RestoreError as exc:
+                    reason = str(exc)
+                else:
+                    self._registry.restore_workflow(definition)
+                    restored.append((name, version))
+                    fresh.append(CodeNotice(name, version, tuple(sorted(ids)), restored=True))
+                    continue
+            notice = CodeNotice(name, version, tuple(sorted(ids)), restored=False, reason=reason)
+            missing[(name, version)] = notice
+            if (name, version) not in self._missing:
+                fresh.append(notice)
+        back = [key for key in self._missing if key not in missing]
+        self._missing = missing
+        wake = [iid for key in [*back, *restored] for iid in groups.get(key, ())]
+        if wake and self._reader is not None:
+            try:
+                self._reader.nudge(instances=wake)
+            except PiDuroxideError as exc:  # the engine's own retry (at most a minute) still comes
+                _log.debug("could not nudge restored instances: %s", exc)
+        for notice in fresh:
+            (_log.info if notice.restored else _log.warning)("pi_duroxide_nb: %s", notice)
+        self._notices.extend(fresh)
+        return fresh
+
+    def _on_registration(self) -> None:
+        try:
+            self.reconcile_code()
+            if self._reader is not None and self._state is RuntimeState.RUNNING:
+                names = [a.name for a in self._registry.activities()]
+                self._reader.nudge(activities=names)
+        except Exception:  # a registration must not fail because the store could not be read
+            _log.exception("pi_duroxide_nb: could not check the store after a registration")
+
+    def _restore_namespace(self) -> Mapping[str, Any]:
+        if self._namespace is not None:
+            return self._namespace
+        main = sys.modules.get("__main__")
+        return vars(main) if main is not None else {}
+
+    def _unfinished(self) -> list[tuple[str, str, str]]:
+        if self._reader is not None:
+            return self._reader.unfinished()
+        client = self._client
+        found = []
+        for iid in client.list_instances_by_status("Running"):
+            try:
+                info = client.get_instance_info(iid)
+            except Exception:  # gone in between
+                continue
+            found.append((str(info.orchestration_name), str(info.orchestration_version or ""), str(iid)))
+        return found
+
+    @property
+    def code_notices(self) -> list[CodeNotice]:
+        """The workflow versions unfinished instances wait for ("code missing"), as of the last check."""
+        return list(self._missing.values())
+
+    def take_code_notices(self) -> list[CodeNotice]:
+        """Notices (restored, code missing) not taken yet: what the notebook prints after a cell."""
+        notices, self._notices = self._notices, []
+        return notices
+
+    def code_version(self, name: str, version: str) -> CodeRecord | None:
+        """The code of ``name@version`` as kept with the store (what its instances ran), or None."""
+        self._client_ready()
+        return self._codes.get(name, version)
 
     # --- transcript --------------------------------------------------------------------------
 
@@ -301,17 +595,57 @@ class WorkflowRuntime:
     def _open(self) -> None:
         if self._provider is not None:
             return
-        try:
-            if self._postgres:
-                self._provider = duroxide.PostgresProvider.connect(self._target)
-            else:
+        with _OWNERS_LOCK:
+            owner_ref = _OWNERS.get(self._store_key)
+            owner = owner_ref() if owner_ref is not None else None
+            # PostgreSQL serves many engines; SQLite's locks allow one per file per process.
+            if not self._postgres and owner is not None and owner is not self and owner._provider is not None:
+                msg = (
+                    f"The workflow store {self.db!r} is already open in this process by {owner!r}. One store "
+                    "file takes one engine per process (a second one breaks SQLite's locks). Use that runtime "
+                    "(in a notebook: pdn.kernel_runtime()), or call its shutdown() first."
+                )
+                raise RuntimeStateError(msg)
+            if not self._postgres:
                 assert self._db_path is not None
-                self._db_path.parent.mkdir(parents=True, exist_ok=True)
-                self._provider = duroxide.SqliteProvider.open(str(self._db_path))
-            self._client = duroxide.Client(self._provider)
-        except Exception as exc:
-            msg = f"Could not open the workflow store {self.db!r}: {exc}. Check the path or URL and its permissions."
-            raise EngineError(msg, cause=exc) from exc
+                check_store_file(self._db_path)
+            try:
+                if self._postgres:
+                    self._provider = duroxide.PostgresProvider.connect(self._target)
+                else:
+                    assert self._db_path is not None
+                    self._db_path.parent.mkdir(parents=True, exist_ok=True)
+                    self._provider = duroxide.SqliteProvider.open(str(self._db_path))
+                self._client = duroxide.Client(self._provider)
+            except Exception as exc:
+                self._provider = self._client = None
+                msg = (
+                    f"Could not open the workflow store {self.db!r}: {exc}. Check the path or URL and its permissions."
+                )
+                raise EngineError(msg, cause=exc) from exc
+            if not self._postgres:
+                _OWNERS[self._store_key] = weakref.ref(self)
+        if self._reader is not None and self._db_path is not None and self._db_path.stat().st_size > 0:
+            self._check_integrity()
+
+    def _check_integrity(self) -> None:
+        """Refuse a store with damaged pages before the engine writes to it."""
+        assert self._reader is not None
+        try:
+            problems = self._reader.integrity(timeout=_CHECK_TIMEOUT_S)
+        except EngineError:
+            return  # a big store that takes longer to check: the engine reports what it finds
+        if problems != ["ok"]:
+            self._provider = self._client = None
+            gc.collect()
+            with _OWNERS_LOCK:
+                _OWNERS.pop(self._store_key, None)
+            shown = "; ".join(problems[:3])
+            msg = (
+                f"The workflow store {self.db} is damaged ({shown}), so it was not opened and nothing was written. "
+                "Restore it from a backup, or point the runtime at another file (db=...)."
+            )
+            raise EngineError(msg)
 
     def _client_ready(self) -> Any:
         if self._state is RuntimeState.STOPPED:
@@ -427,7 +761,6 @@ class WorkflowRuntime:
             if states:
                 return self._typed(states[0])
         return self._typed(self._state_from_client(instance_id))
-        return self._typed(self._state_from_client(instance_id))
 
     def list_workflows(
         self,
@@ -463,7 +796,8 @@ class WorkflowRuntime:
                 for s in states
                 if (name is None or s.name == name) and (status_value is None or s.status is status_value)
             ][offset : None if limit is None else offset + limit]
-        return [self._typed(s) for s in states]
+        waiting = self._waiting_for_host()
+        return [self._typed(s, waiting) for s in states]
 
     def count_workflows(self, *, name: str | None = None) -> dict[WorkflowStatus, int]:
         """How many instances are in each status (only statuses that occur), optionally for one workflow."""
@@ -617,8 +951,33 @@ class WorkflowRuntime:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _typed(self, state: WorkflowState) -> WorkflowState:
-        """Give the output its workflow's output model, when the version is registered here."""
+    def _waiting_for_host(self) -> set[str]:
+        """Instances with a ``ctx.pi`` call waiting because no host is bound."""
+        if self._host is not None or self._reader is None:
+            return set()
+        return self._reader.waiting_activities("__pi_")
+
+    def _blocked(self, state: WorkflowState, waiting: set[str] | None) -> WorkflowState:
+        if state.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED):
+            return state
+        reason = None
+        notice = self._missing.get((state.name, state.version))
+        if notice is not None:
+            reason = (
+                f"code missing: {notice.ref} is not registered and cannot be restored ({notice.reason}). "
+                "The instance waits and resumes when that version is registered again: re-run the cell (or "
+                "import the module) that defined it; or check edited code with pdn.replay_check; or cancel it."
+            )
+        elif self._host is None and state.instance_id in (waiting if waiting is not None else self._waiting_for_host()):
+            reason = (
+                "waiting for an agent host: a ctx.pi call waits until one is bound "
+                "(rt.set_host(host), or WorkflowRuntime(host=...)); it runs then."
+            )
+        return state if reason is None else state.model_copy(update={"blocked": reason})
+
+    def _typed(self, state: WorkflowState, waiting: set[str] | None = None) -> WorkflowState:
+        """Mark what blocks it; give the output its workflow's output model, when the version is registered."""
+        state = self._blocked(state, waiting)
         if state.output is None or state.status is not WorkflowStatus.COMPLETED:
             return state
         try:

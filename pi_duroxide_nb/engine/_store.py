@@ -393,7 +393,9 @@ class SqliteStoreReader:
         if status in (None, WorkflowStatus.PENDING.value):
             parts.insert(0, f"SELECT * FROM ({queued_sql})")
             all_args = queued_args + all_args
-        full = " UNION ALL ".join(parts) + " ORDER BY part, ord DESC LIMIT ? OFFSET ?"
+        # Newest first by start time (the first event's), then by arrival: the engine writes an
+        # instance's row when it first runs it, which is not always the order they were started in.
+        full = " UNION ALL ".join(parts) + " ORDER BY 12, 9 DESC, 13 DESC LIMIT ? OFFSET ?"
         rows = self.query(full, [*all_args, -1 if limit is None else limit, offset])
         return [self._state(row[:11]) for row in rows]
 

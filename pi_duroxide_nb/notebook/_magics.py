@@ -101,7 +101,7 @@ class WorkflowMagics(Magics):
            ...: build = yield ctx.pi.tool("bash", {"command": "make"})
            ...: decision = yield ctx.wait_for_event("approval")
            ...: return {"deployed": decision["ok"]}
-        Workflow 'deploy' registered (version 0.0.0-c5b1f...).
+        Workflow 'deploy' registered (deploy@c5b1f0a2).
 
         As a line magic::
 
