@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PayloadError, RegistrationError, TaskFailedError, task_error_from_engine
+from .._errors import (
+    ActivityError,
+    PayloadError,
+    RegistrationError,
+    TaskFailedError,
+    sub_workflow_error,
+    task_error_from_engine,
+)
 from ..models import ChatMessage, Outcome, RaceResult, RetryPolicy
 from ._json import strip_timestamps, to_json_value, validate_model
 
@@ -51,6 +58,29 @@ class DurableTask:
     """Turns the engine's result into the value the workflow receives."""
     composable: bool = True
     """Whether ``ctx.all``/``ctx.race`` accept it."""
+    parts: tuple[DurableTask, ...] = ()
+    """The tasks a ``race`` combines (to type the error of the one that failed)."""
+
+    def error(self, message: str) -> TaskFailedError:
+        """The typed error for the engine's failure ``message`` of this task."""
+        if self.kind == "sub_workflow":
+            return sub_workflow_error(
+                message, workflow=self.descriptor.get("name"), instance_id=self.descriptor.get("instanceId")
+            )
+        error = task_error_from_engine(message)
+        if isinstance(error, ActivityError):
+            return error
+        failable = [t for t in self.parts if t.kind not in ("timer", "event")]
+        children = [t for t in failable if t.kind == "sub_workflow"]
+        if children and len(children) == len(failable):
+            # Timers and events do not fail: the error is a child's.
+            child = children[0] if len(children) == 1 else None
+            return sub_workflow_error(
+                message,
+                workflow=child.descriptor.get("name") if child else None,
+                instance_id=child.descriptor.get("instanceId") if child else None,
+            )
+        return error
 
     def __repr__(self) -> str:
         name = self.descriptor.get("name")
@@ -351,9 +381,9 @@ class WorkflowContext:
                     outcomes.append(Outcome(ok=True, value=decoder(value)))
             if return_outcomes:
                 return outcomes
-            for outcome in outcomes:
+            for task, outcome in zip(tasks, outcomes, strict=False):
                 if not outcome.ok:
-                    raise task_error_from_engine(outcome.error or "task failed")
+                    raise task.error(outcome.error or "task failed")
             return [o.value for o in outcomes]
 
         return DurableTask("all", self._dctx.all([t.descriptor for t in tasks]), decode=decode, composable=False)
@@ -375,7 +405,11 @@ class WorkflowContext:
             return RaceResult(index=index, value=tasks[index].decode(result.get("value")))
 
         return DurableTask(
-            "race", self._dctx.race(first.descriptor, second.descriptor), decode=decode, composable=False
+            "race",
+            self._dctx.race(first.descriptor, second.descriptor),
+            decode=decode,
+            composable=False,
+            parts=(first, second),
         )
 
     # --- status, tracing ----------------------------------------------------------------------
@@ -526,7 +560,7 @@ def drive(
         try:
             raw = yield item.descriptor
         except Exception as exc:  # the engine reports failed tasks as bare Exceptions
-            throw = task_error_from_engine(str(exc))
+            throw = item.error(str(exc))
             continue
         try:
             send = item.decode(raw)

@@ -1,0 +1,98 @@
+"""Typed failures and clear errors: sub-workflows, retry policies, bad inputs, unknown ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pi_duroxide_nb as pdn
+from tests.conftest import wait_until
+
+
+def _child_and_parent(registry: pdn.WorkflowRegistry) -> None:
+    @registry.register_activity("explode")
+    def explode(ctx, x):
+        raise ValueError(f"bad part {x}")
+
+    @registry.register_workflow("child")
+    def child(ctx, mode):
+        if mode == "fail":
+            yield ctx.schedule_activity("explode", 7)
+        ctx.set_custom_status("waiting")
+        yield ctx.wait_for_event("never")
+
+    @registry.register_workflow("parent")
+    def parent(ctx, mode):
+        try:
+            yield ctx.schedule_sub_orchestration("child", mode, instance_id=f"{ctx.instance_id}-child")
+        except pdn.SubWorkflowError as err:
+            return {
+                "caught": "SubWorkflowError",
+                "is_task_failed": isinstance(err, pdn.TaskFailedError),
+                "workflow": err.workflow,
+                "instance_id": err.instance_id,
+                "error_type": err.error_type,
+                "error_message": err.error_message,
+                "cancelled": err.cancelled,
+                "str": str(err),
+            }
+        except pdn.TaskFailedError as err:  # what the child's failure arrived as before
+            return {"caught": "TaskFailedError", "str": str(err)}
+        return {"caught": None}
+
+
+def test_a_failed_child_arrives_as_sub_workflow_error(registry, rt, iid) -> None:
+    _child_and_parent(registry)
+    parent = rt.start_workflow("parent", "fail", instance_id=iid("parent"))
+    out = rt.wait_for_workflow(parent, timeout=30).output
+    assert out["caught"] == "SubWorkflowError" and out["is_task_failed"] is True
+    assert out["workflow"] == "child" and out["instance_id"] == f"{parent}-child"
+    assert out["error_type"] == "ActivityError"
+    assert out["error_message"] == "Activity 'explode' call failed: ValueError: bad part 7"
+    assert out["cancelled"] is False
+    assert out["str"].startswith(f"Sub-workflow 'child' (instance '{parent}-child') failed: ActivityError:")
+
+
+def test_a_cancelled_child_arrives_as_sub_workflow_error(registry, rt, iid) -> None:
+    _child_and_parent(registry)
+    parent = rt.start_workflow("parent", "wait", instance_id=iid("parent"))
+    child = f"{parent}-child"
+    wait_until(lambda: rt.list_workflows(name="child") and rt.get_workflow(child).custom_status == "waiting")
+    rt.cancel_workflow(child, "operator stopped it")
+    out = rt.wait_for_workflow(parent, timeout=30).output
+    assert out["caught"] == "SubWorkflowError" and out["cancelled"] is True
+    assert out["error_message"] == "canceled: operator stopped it"
+    assert "was cancelled: canceled: operator stopped it" in out["str"]
+
+
+def test_old_code_catching_task_failed_error_still_catches_a_child(registry, rt, iid) -> None:
+    _child_and_parent(registry)
+
+    @registry.register_workflow("old-parent")
+    def old_parent(ctx, _):
+        try:
+            yield ctx.schedule_sub_orchestration("child", "fail")
+        except pdn.TaskFailedError as err:
+            return type(err).__name__
+
+    state = rt.wait_for_workflow(rt.start_workflow("old-parent", None, instance_id=iid()), timeout=30)
+    assert state.output == "SubWorkflowError"
+
+
+def test_children_failing_inside_all_and_race_are_sub_workflow_errors(registry, rt, iid) -> None:
+    _child_and_parent(registry)
+
+    @registry.register_workflow("fan-out")
+    def fan_out(ctx, _):
+        caught = []
+        try:
+            yield ctx.all([ctx.schedule_timer(1), ctx.schedule_sub_orchestration("child", "fail")])
+        except pdn.SubWorkflowError as err:
+            caught.append(["all", err.workflow, err.error_type])
+        try:
+            yield ctx.race(ctx.schedule_sub_orchestration("child", "fail"), ctx.schedule_timer(timedelta(seconds=60)))
+        except pdn.SubWorkflowError as err:
+            caught.append(["race", err.workflow, err.error_type])
+        return caught
+
+    state = rt.wait_for_workflow(rt.start_workflow("fan-out", None, instance_id=iid()), timeout=30)
+    assert state.output == [["all", "child", "ActivityError"], ["race", "child", "ActivityError"]]
