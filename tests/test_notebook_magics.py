@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import keyword
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,17 @@ def test_start_input_defaults_to_empty_object(shell) -> None:
     assert pdn.kernel_runtime().wait_for_workflow(instance, timeout=30).output == {}
 
 
+def test_quoted_names_mean_the_same_in_cell_and_line_magics(shell, registry) -> None:
+    shell.run_cell_magic(
+        "workflow", '"my flow" --description "Has a space"', "yield ctx.schedule_timer(1)\nreturn input"
+    )
+    assert registry.workflow("my flow").description == "Has a space"
+    instance = run(shell, '%workflow start "my flow" --id \'id with space\' {"n": 1}')
+    assert instance == "id with space"
+    assert run(shell, '%workflow wait "id with space" --timeout 30').state.output == {"n": 1}
+    assert run(shell, "%workflow start 'my flow'") != instance  # single quotes too, input defaults to {}
+
+
 def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, registry, capsys) -> None:
     body = "ctx.set_custom_status('waiting')\nv = yield ctx.wait_for_event('go')\nreturn ['{tag}', v]\n"
     shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v1"))
@@ -229,6 +240,7 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow signal x", "Give the event name"),
         ("%workflow status a b", "takes one instance id; remove 'b'"),
         ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
+        ('%workflow start "my flow', "A quote is not closed"),
     ],
 )
 def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
@@ -242,21 +254,34 @@ def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
 def test_tab_completion(shell) -> None:
     shell.run_cell_magic("workflow", "alpha", "yield ctx.schedule_timer(1)")
     shell.run_cell_magic("workflow", "beta", "yield ctx.schedule_timer(1)")
+    shell.run_cell_magic("workflow", '"my flow"', "yield ctx.schedule_timer(1)")
     run(shell, "%workflow start alpha --id alpha-123")
     wait_until(lambda: pdn.kernel_runtime().count_workflows(name="alpha"))  # the queued start reached the store
 
     def complete(line: str) -> list[str]:
-        # The API Jupyter kernels use for completion requests.
-        # Jedi's Python keywords ("and", "if", ...) always come along; ours are the rest.
+        # The API Jupyter kernels use for completion requests; nothing filtered out here:
+        # Python keywords ("and", "if", ...) from Jedi must not come along.
         with provisionalcompleter():
-            return [c.text for c in shell.Completer.completions(line, len(line)) if c.text not in keyword.kwlist]
+            return [c.text for c in shell.Completer.completions(line, len(line))]
 
     assert complete("%workflow st") == ["start", "status"]
-    assert complete("%workflow start ") == ["alpha", "beta"]
+    assert complete("%workflow start ") == ["alpha", "beta", '"my flow"']
     assert complete("%workflow status al") == ["alpha-123"]
     assert complete("%workflow list --status Comp") == ["Completed"]
     assert complete("%workflow list --name b") == ["beta"]
     assert complete("%%workflow al") == ["alpha"]
+    assert complete("iid = %workflow start b") == ["beta"]  # assigned, as in `iid = %workflow start ...`
+    assert complete('%workflow start "my') == ['"my flow"']
+    assert complete("%workflow de") == ["delete"]
+    assert complete("%workflow delete alpha-123 ") == ["--force"]
+    assert complete("%workflow purge --") == ["--status", "--older-than", "--all"]
+    assert complete("%workflow purge --status ") == ["Completed", "Failed", "Terminated"]
+    # The older completion API (ip.complete) gives the same, without keywords either.
+    with provisionalcompleter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # ip.complete is pending deprecation
+        assert shell.complete("", "%workflow start ", len("%workflow start "))[1] == ["alpha", "beta", '"my flow"']
+    # Other lines are left to IPython: Python completion still works.
+    assert "isinstance" in complete("isinst")
 
 
 def test_list_is_capped_and_says_how_many_matched(shell) -> None:

@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .._errors import EngineError, PiDuroxideError
 from ..models import WorkflowStatus
 from ._cell import define_workflow
-from ._completion import SUBCOMMANDS, ipython_completer
+from ._completion import SUBCOMMANDS, ipython_completer, workflow_matcher
 from ._display import HistoryView, StateListView, StateView
 from ._session import kernel_runtime, stop_kernel_runtime
 
@@ -51,10 +51,26 @@ def _parse_json(text: str, what: str) -> Any:
         raise UsageError(msg) from None
 
 
+_WORD_AT = re.compile(r"\s*(?:\"(?P<double>[^\"]*)\"|'(?P<single>[^']*)'|(?P<bare>[^\s\"']\S*))")
+
+
 def _split(text: str, count: int) -> tuple[list[str], str]:
-    """The first ``count`` words of ``text`` and the rest, untouched (JSON keeps its spaces)."""
-    parts = text.strip().split(None, count)
-    return parts[:count], (parts[count] if len(parts) > count else "")
+    """The first ``count`` words of ``text`` and the rest, untouched (JSON keeps its spaces).
+
+    A word may be quoted, as in ``%%workflow "my flow"`` (which ``shlex`` reads): ``"my flow"``
+    is the one word ``my flow``.
+    """
+    text = text.strip()
+    words: list[str] = []
+    pos = 0
+    while len(words) < count and pos < len(text):
+        found = _WORD_AT.match(text, pos)
+        if found is None:
+            msg = f'A quote is not closed in {text[pos:].strip()!r}: write names with spaces as "my flow".'
+            raise UsageError(msg)
+        words.append(next(v for v in found.group("double", "single", "bare") if v is not None))
+        pos = found.end()
+    return words, text[pos:].strip()
 
 
 def _flags(text: str, allowed: tuple[str, ...], usage: str) -> dict[str, str]:
@@ -294,6 +310,7 @@ def load(shell: Any) -> None:
     shell.register_magics(WorkflowMagics)
     for key in _COMPLETER_KEYS:
         shell.set_hook("complete_command", ipython_completer, str_key=key)
+    _add_matcher(shell)
     print(
         f"pi_duroxide_nb: workflow runtime on {runtime.db} "
         "(%workflow_config --db PATH to change; %workflows for the dashboard)",
@@ -311,3 +328,18 @@ def unload(shell: Any) -> None:
     if dispatcher is not None:
         for key in _COMPLETER_KEYS:
             dispatcher.strs.pop(key, None)
+    completer = getattr(shell, "Completer", None)
+    if completer is not None and hasattr(completer, "custom_matchers"):
+        completer.custom_matchers[:] = [m for m in completer.custom_matchers if m is not _MATCHER]
+
+
+_MATCHER = workflow_matcher()
+
+
+def _add_matcher(shell: Any) -> None:
+    """Answer ``%workflow`` completions alone (the hook's are merged with Python keywords)."""
+    completer = getattr(shell, "Completer", None)
+    if _MATCHER is None or completer is None or not hasattr(completer, "custom_matchers"):
+        return
+    if _MATCHER not in completer.custom_matchers:
+        completer.custom_matchers.insert(0, _MATCHER)
