@@ -96,3 +96,42 @@ def test_children_failing_inside_all_and_race_are_sub_workflow_errors(registry, 
 
     state = rt.wait_for_workflow(rt.start_workflow("fan-out", None, instance_id=iid()), timeout=30)
     assert state.output == [["all", "child", "ActivityError"], ["race", "child", "ActivityError"]]
+
+
+def test_retry_accepts_duroxides_dict_shape(registry, rt, iid) -> None:
+    calls: list[str] = []
+
+    @registry.register_activity("flaky")
+    def flaky(ctx, key):
+        calls.append(key)
+        if calls.count(key) < 3:
+            raise ConnectionError("try again")
+        return f"{key} ok"
+
+    @registry.register_workflow("retry-dicts")
+    def retry_dicts(ctx, _):
+        snake = yield ctx.schedule_activity_with_retry("flaky", "snake", {"max_attempts": 5, "backoff": "linear"})
+        camel = yield ctx.schedule_activity_with_retry("flaky", "camel", {"maxAttempts": 3, "timeoutMs": 5000})
+        try:
+            yield ctx.schedule_activity_with_retry("flaky", "short", {"max_attempts": 2, "backoff": "fixed"})
+        except pdn.ActivityError as err:
+            short = err.error_message
+        errors = []
+        for bad in ({"retries": 5}, {"max_attempts": 0}, {"backoff": "quadratic"}, 5):
+            try:
+                ctx.schedule_activity_with_retry("flaky", "never", bad)
+            except pdn.PayloadError as err:
+                errors.append(str(err))
+        return {"results": [snake, camel, short], "errors": errors}
+
+    state = rt.wait_for_workflow(rt.start_workflow("retry-dicts", None, instance_id=iid()), timeout=60)
+    assert state.status is pdn.WorkflowStatus.COMPLETED, state.error
+    assert state.output["results"] == ["snake ok", "camel ok", "try again"]
+    assert calls.count("snake") == 3 and calls.count("camel") == 3 and calls.count("short") == 2
+    unknown, too_few, bad_backoff, not_a_policy = state.output["errors"]
+    assert "unknown keys ['retries']" in unknown
+    assert (
+        "attempts" in too_few and "backoff" in bad_backoff and "(int) is not one of the accepted forms" in not_a_policy
+    )
+    for message in state.output["errors"]:  # each shows the accepted forms
+        assert "'max_attempts': 3" in message and "pdn.RetryPolicy(" in message

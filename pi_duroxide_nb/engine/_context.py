@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -269,7 +269,7 @@ class WorkflowContext:
         self,
         name: str,
         input: Any = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         *,
         attempts: int | None = None,
         timeout: timedelta | int | None = None,
@@ -278,10 +278,16 @@ class WorkflowContext:
     ) -> DurableTask:
         """Run an activity, retrying failures; yields the first successful result.
 
-        Give a ``RetryPolicy`` or its fields as keywords (timeouts in ms or as timedelta).
-        The last failure is raised at the yield when every attempt failed.
+        Give a ``RetryPolicy``, duroxide's dict (``{"max_attempts": 5, "timeout_ms": 2000,
+        "total_timeout_ms": 10000, "backoff": "linear"}``), or the policy's fields as keywords
+        (timeouts in ms or as timedelta). The last failure is raised at the yield when every
+        attempt failed.
+
+        Raises:
+            PayloadError: the policy has unknown keys or invalid values; the message lists the
+                accepted forms.
         """
-        policy = retry or RetryPolicy()
+        policy = _retry_policy(retry)
         updates: dict[str, Any] = {}
         if attempts is not None:
             updates["attempts"] = attempts
@@ -443,6 +449,60 @@ class WorkflowContext:
     def trace_debug(self, message: str) -> None:
         """Log at debug level, once per step."""
         self._dctx.trace_debug(message)
+
+
+_RETRY_FORMS = (
+    "Give a pdn.RetryPolicy(attempts=3, timeout=timedelta(seconds=10), total_timeout=..., backoff=...), "
+    "duroxide's dict {'max_attempts': 3, 'timeout_ms': 10000, 'total_timeout_ms': 60000, 'backoff': 'exponential'} "
+    "(camelCase maxAttempts/timeoutMs/totalTimeoutMs too), or the keywords attempts=, timeout=, total_timeout=, "
+    "backoff=; backoff is 'exponential', 'linear' or 'fixed'."
+)
+# duroxide's dict keys (snake and camel case, as its SDKs read them) and ours, to RetryPolicy fields.
+_RETRY_KEYS = {
+    "max_attempts": "attempts",
+    "maxAttempts": "attempts",
+    "attempts": "attempts",
+    "timeout_ms": "timeout",
+    "timeoutMs": "timeout",
+    "timeout": "timeout",
+    "total_timeout_ms": "total_timeout",
+    "totalTimeoutMs": "total_timeout",
+    "total_timeout": "total_timeout",
+    "backoff": "backoff",
+}
+
+
+def _retry_policy(retry: Any) -> RetryPolicy:
+    """A ``RetryPolicy`` from what ``schedule_activity_with_retry`` accepts (None means the defaults)."""
+    if retry is None:
+        return RetryPolicy()
+    if isinstance(retry, RetryPolicy):
+        return retry
+    if not isinstance(retry, Mapping):
+        msg = f"The retry policy {retry!r} ({type(retry).__name__}) is not one of the accepted forms. {_RETRY_FORMS}"
+        raise PayloadError(msg)
+    unknown = sorted(str(k) for k in retry if k not in _RETRY_KEYS)
+    if unknown:
+        msg = f"The retry policy has unknown keys {unknown}. {_RETRY_FORMS}"
+        raise PayloadError(msg)
+    fields: dict[str, Any] = {}
+    for key, value in retry.items():
+        field_name = _RETRY_KEYS[key]
+        if field_name in fields:
+            msg = f"The retry policy gives {field_name!r} twice ({key!r} and another spelling). {_RETRY_FORMS}"
+            raise PayloadError(msg)
+        if value is not None and field_name in ("timeout", "total_timeout"):
+            value = timedelta(milliseconds=_ms(value, key))
+        fields[field_name] = value
+    try:
+        policy = validate_model(
+            RetryPolicy, {k: v for k, v in fields.items() if v is not None}, what="The retry policy"
+        )
+    except PayloadError as exc:
+        msg = f"{exc} {_RETRY_FORMS}"
+        raise PayloadError(msg, cause=exc) from exc
+    assert isinstance(policy, RetryPolicy)
+    return policy
 
 
 def _check_composable(where: str, tasks: list[Any]) -> None:
