@@ -241,6 +241,8 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow status a b", "takes one instance id; remove 'b'"),
         ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
         ('%workflow start "my flow', "A quote is not closed"),
+        ("%workflow start known " + "[" * 5000 + "]" * 5000, "is nested too deeply to read"),
+        ("%workflow start known " + "[" * 300 + "]" * 300, "is nested more than 200 levels deep"),
     ],
 )
 def test_mistakes_are_short_usage_errors(shell, line, message) -> None:

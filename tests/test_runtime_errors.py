@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 import pi_duroxide_nb as pdn
 from tests.conftest import wait_until
 
@@ -135,3 +137,57 @@ def test_retry_accepts_duroxides_dict_shape(registry, rt, iid) -> None:
     )
     for message in state.output["errors"]:  # each shows the accepted forms
         assert "'max_attempts': 3" in message and "pdn.RetryPolicy(" in message
+
+
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_deeply_nested_payloads_are_a_clear_payload_error(registry, rt, iid) -> None:
+    @registry.register_workflow("echo")
+    def echo(ctx, x):
+        yield ctx.schedule_timer(1)
+        return x
+
+    deepest = _nested(200)
+    assert rt.wait_for_workflow(rt.start_workflow("echo", deepest, instance_id=iid()), timeout=30).output == deepest
+    for levels in (201, 5000):  # 5000 used to end in a raw RecursionError
+        with pytest.raises(pdn.PayloadError, match=r"^The input of workflow 'echo' is nested more than 200 levels"):
+            rt.start_workflow("echo", _nested(levels), instance_id=iid())
+    assert len(rt.list_workflows()) == 1  # nothing else was written
+    tools = {t.name: t for t in pdn.workflow_tools(rt)}
+    result = tools["start-workflow"].execute('{"name": "echo", "input": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert result.is_error and "nested too deeply" in result.content[0].text
+    result = tools["start-workflow"].execute({"name": "echo", "input": _nested(300)})
+    assert result.is_error and "nested more than 200 levels" in result.content[0].text
+
+
+def test_get_kv_of_an_unknown_instance_says_so(registry, rt, iid) -> None:
+    @registry.register_workflow("kv")
+    def kv(ctx, _):
+        ctx.kv.set("step", 1)
+        yield ctx.schedule_timer(1)
+
+    known = rt.start_workflow("kv", None, instance_id=iid())
+    rt.wait_for_workflow(known, timeout=30)
+    assert rt.get_kv(known) == {"step": 1} and rt.get_kv(known, "step") == 1
+    assert rt.get_kv(known, "other") is None  # an unset key of a known instance is None
+    missing = iid("missing")
+    for call in (lambda: rt.get_kv(missing), lambda: rt.get_kv(missing, "step")):
+        with pytest.raises(pdn.InstanceNotFoundError, match=missing):
+            call()
+
+
+@pytest.mark.parametrize("db", ["", "   "])
+def test_an_empty_db_is_refused(db: str) -> None:
+    with pytest.raises(pdn.PayloadError, match=r"names no store \(an empty path would mean the current folder\)"):
+        pdn.WorkflowRuntime(db=db)
+
+
+def test_a_folder_as_db_is_refused(tmp_path) -> None:
+    with pytest.raises(pdn.PayloadError, match="is a folder, not a store file. Name a file in it"):
+        pdn.WorkflowRuntime(db=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing was created there

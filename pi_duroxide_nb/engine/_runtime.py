@@ -136,6 +136,7 @@ class WorkflowRuntime:
 
         Raises:
             RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
+            PayloadError: ``db`` is empty or names a folder.
         """
         self._registry = registry if registry is not None else default_registry
         self._host = host
@@ -150,7 +151,7 @@ class WorkflowRuntime:
         self._lock = threading.RLock()
         self._state = RuntimeState.CREATED
         self._engine: WorkflowEngine | None = None
-        target = str(db) if db is not None else str(default_db_path())
+        target = _db_target(db)
         self._postgres = target.startswith(("postgres://", "postgresql://"))
         if self._postgres:
             self._db_path: Path | None = None
@@ -600,15 +601,21 @@ class WorkflowRuntime:
         With ``key``, just that entry's value (None if unset); without, a dict of all of them.
 
         Raises:
+            InstanceNotFoundError: no such instance.
             RuntimeStateError: all entries were asked of a PostgreSQL store, whose client can
                 only read one key at a time.
         """
         client = self._client_ready()
         if key is not None:
             raw = client.get_kv_value(instance_id, key)
+            if raw is None and not self._exists(instance_id):
+                raise InstanceNotFoundError(instance_id)
             return loads_lenient(raw) if raw is not None else None
         if self._reader is not None:
-            return self._reader.kv(instance_id)
+            entries = self._reader.kv(instance_id)
+            if not entries and not self._exists(instance_id):
+                raise InstanceNotFoundError(instance_id)
+            return entries
         msg = (
             "Listing all KV entries needs the SQLite store; on PostgreSQL the engine reads one key at a "
             "time: call rt.get_kv(instance_id, key)."
@@ -695,6 +702,26 @@ def _status(value: str | WorkflowStatus) -> WorkflowStatus:
         valid = ", ".join(s.value for s in WorkflowStatus)
         msg = f"Unknown workflow status {value!r}. Use one of: {valid}."
         raise PayloadError(msg) from None
+
+
+def _db_target(db: str | os.PathLike[str] | None) -> str:
+    """The store ``db`` names: the default when None; an empty string or a folder is refused."""
+    if db is None:
+        return str(default_db_path())
+    target = str(db)
+    if not target.strip():
+        msg = (
+            f"db={db!r} names no store (an empty path would mean the current folder). Pass a SQLite file "
+            f"such as db='workflows.db', a postgresql:// URL, or leave db out for the default {default_db_path()}."
+        )
+        raise PayloadError(msg)
+    if not target.startswith(("postgres://", "postgresql://")) and Path(target).expanduser().is_dir():
+        msg = (
+            f"db={target!r} is a folder, not a store file. Name a file in it, e.g. "
+            f"db={str(Path(target) / 'workflows.db')!r}."
+        )
+        raise PayloadError(msg)
+    return target
 
 
 def _positive(value: int, what: str) -> int:

@@ -49,6 +49,9 @@ def _parse_json(text: str, what: str) -> Any:
             'Write JSON, e.g. {"service": "api"}: keys and strings in double quotes, true/false/null in lower case.'
         )
         raise UsageError(msg) from None
+    except RecursionError:
+        msg = f"{what} is nested too deeply to read. Flatten the JSON (a workflow payload may nest 200 levels)."
+        raise UsageError(msg) from None
 
 
 _WORD_AT = re.compile(r"\s*(?:\"(?P<double>[^\"]*)\"|'(?P<single>[^']*)'|(?P<bare>[^\s\"']\S*))")

@@ -106,6 +106,8 @@ class WorkflowTool:
             return _error(
                 f"Invalid arguments for {self.name}: {_explain(exc)}. Expected: {json.dumps(self.parameters)}"
             )
+        except RecursionError:
+            return _error(f"Invalid arguments for {self.name}: nested too deeply to read; flatten the JSON.")
         try:
             details = self.run(parsed)
         except PiDuroxideError as exc:

@@ -113,6 +113,9 @@ def parse_json_field(text: str, what: str, *, empty: Any = None) -> Any:
             'Write JSON, e.g. {"service": "api"}: double-quoted strings, true/false/null in lower case.'
         )
         raise PayloadError(msg) from None
+    except RecursionError:
+        msg = f"{what} is nested too deeply to read. Flatten the JSON (a workflow payload may nest 200 levels)."
+        raise PayloadError(msg) from None
 
 
 class DashboardController:
