@@ -130,6 +130,24 @@ def test_quoted_names_mean_the_same_in_cell_and_line_magics(shell, registry) -> 
     assert run(shell, "%workflow start 'my flow'") != instance  # single quotes too, input defaults to {}
 
 
+def test_magic_results_read_like_the_data_they_show(shell) -> None:
+    shell.run_cell_magic("workflow", "echo", "ctx.set_custom_status('busy')\nyield ctx.schedule_timer(1)\nreturn input")
+    run(shell, '%workflow start echo --id echo-1 {"n": 1}')
+    run(shell, "st = %workflow wait echo-1 --timeout 30")
+    assert run(shell, "st.output") == {"n": 1}
+    assert run(shell, "st.status") is pdn.WorkflowStatus.COMPLETED
+    assert run(shell, "(st.instance_id, st.name, st.custom_status, st.error)") == ("echo-1", "echo", "busy", None)
+    assert run(shell, "st.model_dump()['output']") == {"n": 1} and run(shell, "st.state.output") == {"n": 1}
+    assert {"output", "status", "custom_status"} <= set(run(shell, "dir(st)"))  # tab completion sees them
+    with pytest.raises(AttributeError, match="has no attribute 'outptu'"):
+        run(shell, "st.outptu")
+    assert run(shell, "%workflow status echo-1").output == {"n": 1}
+    listing = run(shell, "%workflow list")
+    assert [s.instance_id for s in listing] == ["echo-1"] and listing[0].output == {"n": 1}
+    history = run(shell, "%workflow history echo-1")
+    assert history[0].kind == "OrchestrationStarted" and [e.kind for e in history][-1] == "OrchestrationCompleted"
+
+
 def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, registry, capsys) -> None:
     body = "ctx.set_custom_status('waiting')\nv = yield ctx.wait_for_event('go')\nreturn ['{tag}', v]\n"
     shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v1"))
