@@ -21,6 +21,7 @@ from ._errors import (
     EngineError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InstanceRunningError,
     ModelValidationError,
     NoAgentHostError,
     PayloadError,
@@ -49,7 +50,16 @@ from .engine import (
     register_workflow,
 )
 from .engine._transcript import TranscriptEntry
-from .models import ChatMessage, HistoryEvent, Outcome, RaceResult, RetryPolicy, WorkflowState, WorkflowStatus
+from .models import (
+    ChatMessage,
+    DeleteResult,
+    HistoryEvent,
+    Outcome,
+    RaceResult,
+    RetryPolicy,
+    WorkflowState,
+    WorkflowStatus,
+)
 from .notebook import (
     CellRegistration,
     DeterminismIssue,
@@ -157,6 +167,7 @@ __all__ = [
     "WorkflowState",
     "WorkflowStatus",
     "HistoryEvent",
+    "DeleteResult",
     # Notebook (magics: %load_ext pi_duroxide_nb)
     "kernel_runtime",
     "stop_kernel_runtime",
@@ -178,6 +189,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "InstanceNotFoundError",
     "InstanceExistsError",
+    "InstanceRunningError",
     "PayloadError",
     "ModelValidationError",
     "RuntimeStateError",

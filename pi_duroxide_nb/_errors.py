@@ -9,6 +9,7 @@ Our exception hierarchy:
   + WorkflowNotFoundError      - no workflow of that name is registered
   + InstanceNotFoundError      - no instance with that id is in the store
   + InstanceExistsError        - an instance with that id already exists
+  + InstanceRunningError       - the call needs a finished instance and this one still runs
   + PayloadError               - an input, signal, output or yielded value is not valid
     - ModelValidationError     - a payload failed its pydantic model
   + RuntimeStateError          - the runtime is not in a state that allows the call
@@ -30,6 +31,7 @@ __all__ = [
     "EngineError",
     "InstanceExistsError",
     "InstanceNotFoundError",
+    "InstanceRunningError",
     "ModelValidationError",
     "NoAgentHostError",
     "PayloadError",
@@ -118,6 +120,25 @@ class InstanceExistsError(PiDuroxideError):
     def instance_id(self) -> str:
         """The id that is taken."""
         return self._instance_id
+
+
+class InstanceRunningError(PiDuroxideError):
+    """The call needs a finished instance (deleting it, for one) and this one is still running."""
+
+    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
+        super().__init__(message)
+        self._instance_id = instance_id
+        self._status = status
+
+    @property
+    def instance_id(self) -> str:
+        """The instance that is still running."""
+        return self._instance_id
+
+    @property
+    def status(self) -> str:
+        """Its status (``Running`` or ``Pending``)."""
+        return self._status
 
 
 class PayloadError(PiDuroxideError, ValueError):

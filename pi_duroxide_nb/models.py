@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChatMessage",
+    "DeleteResult",
     "HistoryEvent",
     "Outcome",
     "RaceResult",
@@ -108,6 +109,53 @@ class HistoryEvent(BaseModel):
     """Failure message, for failed kinds."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Every other field of the stored row (version, fire_at_ms, status, key, value...)."""
+
+
+class DeleteResult(BaseModel):
+    """What ``rt.delete_workflow`` or ``rt.purge`` removed from the store and the transcript.
+
+    Example:
+        done = rt.purge(status="Completed", older_than=timedelta(days=7))
+        print(done.instances_deleted, done.events_deleted)
+    """
+
+    model_config = _FROZEN
+
+    instance_ids: tuple[str, ...] = ()
+    """Every instance deleted: the ones asked for and their sub-workflows."""
+    executions_deleted: int = 0
+    """Executions removed (more than one per instance after continue-as-new)."""
+    events_deleted: int = 0
+    """History events removed."""
+    transcript_entries_deleted: int = 0
+    """Transcript entries of those instances removed (``rt.messages``)."""
+    skipped: tuple[str, ...] = ()
+    """``purge`` only: instances it matched but left alone (a sub-workflow still running, say)."""
+
+    @property
+    def instances_deleted(self) -> int:
+        """How many instances were deleted, sub-workflows included."""
+        return len(self.instance_ids)
+
+    def __add__(self, other: DeleteResult) -> DeleteResult:
+        return DeleteResult(
+            instance_ids=self.instance_ids + other.instance_ids,
+            executions_deleted=self.executions_deleted + other.executions_deleted,
+            events_deleted=self.events_deleted + other.events_deleted,
+            transcript_entries_deleted=self.transcript_entries_deleted + other.transcript_entries_deleted,
+            skipped=self.skipped + other.skipped,
+        )
+
+    def __str__(self) -> str:
+        n = self.instances_deleted
+        text = (
+            f"Deleted {n} instance{'s' if n != 1 else ''} ({self.executions_deleted} executions, "
+            f"{self.events_deleted} events, {self.transcript_entries_deleted} transcript entries)."
+        )
+        if self.skipped:
+            text += f" Left {len(self.skipped)} still running: {', '.join(self.skipped[:5])}"
+            text += "..." if len(self.skipped) > 5 else "."
+        return text
 
 
 class RetryPolicy(BaseModel):

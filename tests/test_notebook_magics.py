@@ -148,6 +148,33 @@ def test_magic_results_read_like_the_data_they_show(shell) -> None:
     assert history[0].kind == "OrchestrationStarted" and [e.kind for e in history][-1] == "OrchestrationCompleted"
 
 
+def test_delete_and_purge_from_the_line(shell, capsys) -> None:
+    shell.run_cell_magic("workflow", "gate", "ctx.set_custom_status('waiting')\nyield ctx.wait_for_event('go')")
+    shell.run_cell_magic("workflow", "quick", "yield ctx.schedule_timer(1)\nreturn input")
+    rt = pdn.kernel_runtime()
+    for i in range(3):
+        rt.wait_for_workflow(run(shell, f"%workflow start quick --id quick-{i}"), timeout=30)
+    run(shell, "%workflow start gate --id gate-1")
+    wait_for_custom_status("gate-1", "waiting")
+    capsys.readouterr()
+
+    run(shell, "%workflow delete quick-0")
+    assert capsys.readouterr().out.startswith("Deleted 1 instance (1 executions, ")
+    with pytest.raises(UsageError, match="'gate-1' is Running, so it was not deleted.*force=True"):
+        run(shell, "%workflow delete gate-1")
+    run(shell, "%workflow purge --older-than 1h")  # all of them are younger
+    assert capsys.readouterr().out.startswith("Deleted 0 instances")
+    run(shell, "%workflow purge --status Completed --older-than 0s --name quick")
+    assert capsys.readouterr().out.startswith("Deleted 2 instances")
+    run(shell, "%workflow delete gate-1 --force")
+    assert capsys.readouterr().out.startswith("Deleted 1 instance")
+    assert rt.list_workflows() == []
+    run(shell, "%workflow purge --all")
+    assert capsys.readouterr().out.startswith("Deleted 0 instances")
+    help_text = shell.find_line_magic("workflow").__doc__
+    assert "%workflow delete ID [--force]" in help_text and "%workflow purge [--status S]" in help_text
+
+
 def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, registry, capsys) -> None:
     body = "ctx.set_custom_status('waiting')\nv = yield ctx.wait_for_event('go')\nreturn ['{tag}', v]\n"
     shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v1"))
@@ -259,6 +286,12 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow status a b", "takes one instance id; remove 'b'"),
         ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
         ('%workflow start "my flow', "A quote is not closed"),
+        ("%workflow delete", "Give the instance id: %workflow delete ID"),
+        ("%workflow delete x --now", "Unexpected '--now'. Usage: %workflow delete ID \\[--force\\]"),
+        ("%workflow delete missing-id", "No workflow instance 'missing-id'"),
+        ("%workflow purge", "Say what to purge: --status Completed"),
+        ("%workflow purge --older-than soon", "--older-than takes an age like 90"),
+        ("%workflow purge --status Running", "purge deletes finished instances only"),
         ("%workflow start known " + "[" * 5000 + "]" * 5000, "is nested too deeply to read"),
         ("%workflow start known " + "[" * 300 + "]" * 300, "is nested more than 200 levels deep"),
     ],

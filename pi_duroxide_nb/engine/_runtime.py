@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import duroxide
 
@@ -21,12 +21,13 @@ from .._errors import (
     EngineError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InstanceRunningError,
     PayloadError,
     PiDuroxideError,
     RuntimeStateError,
     WorkflowTimeoutError,
 )
-from ..models import HistoryEvent, WorkflowState, WorkflowStatus
+from ..models import DeleteResult, HistoryEvent, WorkflowState, WorkflowStatus
 from ._context import _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._host import AgentHost, pi_activity_functions
@@ -622,6 +623,131 @@ class WorkflowRuntime:
         )
         raise RuntimeStateError(msg)
 
+    # --- deleting ----------------------------------------------------------------------------
+
+    def delete_workflow(
+        self, instance_id: str, *, force: bool = False, timeout: float | timedelta = 10.0
+    ) -> DeleteResult:
+        """Delete a finished instance with its sub-workflows, their history, KV and transcript entries.
+
+        A running (or still queued) instance is refused unless ``force=True``: then it is
+        cancelled first, given up to ``timeout`` seconds to stop, and deleted even if it has not
+        (an activity that was running may still finish; its result is dropped). Sub-workflows go
+        with their root: deleting one directly is refused.
+
+        Example:
+            rt.delete_workflow(iid)                 # finished instances
+            rt.delete_workflow(iid, force=True)     # cancel it first
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            InstanceRunningError: it (or one of its sub-workflows) still runs and ``force`` is not set.
+            PayloadError: it is a sub-workflow; delete its root instead.
+        """
+        delay = _timedelta(timeout, "timeout") or timedelta(0)
+        state = self.get_workflow(instance_id)
+        if state.parent_instance_id:
+            msg = (
+                f"{instance_id!r} is a sub-workflow of {state.parent_instance_id!r}, and sub-workflows are "
+                f"deleted with their root: rt.delete_workflow({state.parent_instance_id!r})."
+            )
+            raise PayloadError(msg)
+        running = not state.status.is_terminal
+        if running and not force:
+            msg = (
+                f"Workflow instance {instance_id!r} is {state.status.value}, so it was not deleted. Cancel it "
+                f"first (rt.cancel_workflow) or pass force=True, which cancels it, waits up to "
+                f"{delay.total_seconds():g} s for it to stop, then deletes it."
+            )
+            raise InstanceRunningError(msg, instance_id=instance_id, status=state.status.value)
+        if running:
+            self.cancel_workflow(instance_id, "deleted")
+            try:
+                self.wait_for_workflow(instance_id, timeout=delay)
+            except WorkflowTimeoutError:
+                pass  # deleted anyway below: force means the caller accepts it
+        return self._delete_tree(instance_id, force=running)
+
+    def purge(
+        self,
+        *,
+        status: str | WorkflowStatus | None = None,
+        older_than: float | timedelta | None = None,
+        name: str | None = None,
+    ) -> DeleteResult:
+        """Delete finished instances in bulk, with their sub-workflows and transcript entries.
+
+        Only finished top-level instances are deleted (``Completed`` and ``Failed`` unless
+        ``status`` picks one); running ones are never touched. With no filter it deletes every
+        finished instance.
+
+        Example:
+            rt.purge(status="Completed", older_than=timedelta(days=7))
+            rt.purge(name="nightly-report")
+
+        Args:
+            status: Only instances in this finished status.
+            older_than: Only instances that last changed at least this long ago (seconds or a timedelta).
+            name: Only instances of this workflow.
+
+        Raises:
+            PayloadError: ``status`` is not a finished status, or ``older_than`` is not a duration.
+        """
+        statuses = [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED]
+        if status is not None:
+            wanted = _status(status)
+            if not wanted.is_terminal:
+                msg = (
+                    f"purge deletes finished instances only, not {wanted.value} ones. To delete a running "
+                    "instance, use rt.delete_workflow(instance_id, force=True)."
+                )
+                raise PayloadError(msg)
+            statuses = [wanted]
+        age = _timedelta(older_than, "older_than")
+        cutoff = datetime.now(timezone.utc) - age if age is not None else None
+        roots: list[str] = []
+        for wanted_status in statuses:
+            for state in self.list_workflows(name=name, status=wanted_status):
+                changed = state.updated_at or state.created_at
+                if state.parent_instance_id is None and (cutoff is None or (changed is not None and changed <= cutoff)):
+                    roots.append(state.instance_id)
+        total = DeleteResult()
+        for root in roots:
+            try:
+                total = total + self._delete_tree(root, force=False)
+            except InstanceRunningError:
+                total = total + DeleteResult(skipped=(root,))
+            except InstanceNotFoundError:
+                pass  # deleted meanwhile (another runtime on this store)
+        return total
+
+    def _delete_tree(self, instance_id: str, *, force: bool) -> DeleteResult:
+        """Delete a root instance and its sub-workflows in the store, then their transcript entries."""
+        client = self._client_ready()
+        ids = tuple(str(i) for i in _retry_locked(lambda: client.get_instance_tree(instance_id)).all_ids)
+        try:
+            result = _retry_locked(lambda: client.delete_instance(instance_id, force))
+        except Exception as exc:
+            text = str(exc)
+            if "not found" in text.lower():
+                raise InstanceNotFoundError(instance_id) from None
+            if "still running" in text.lower():
+                msg = (
+                    f"Workflow instance {instance_id!r} or one of its sub-workflows is still running, so nothing "
+                    f"was deleted ({text}). Cancel it first, or use rt.delete_workflow({instance_id!r}, force=True)."
+                )
+                raise InstanceRunningError(msg, instance_id=instance_id, status="Running") from None
+            msg = f"The engine could not delete {instance_id!r}: {text}"
+            raise EngineError(msg, cause=exc) from exc
+        for iid in ids:
+            self._queued.pop(iid, None)
+        return DeleteResult(
+            instance_ids=ids,
+            executions_deleted=int(result.executions_deleted),
+            events_deleted=int(result.events_deleted),
+            transcript_entries_deleted=self._transcript.delete(ids),
+        )
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _typed(self, state: WorkflowState) -> WorkflowState:
@@ -702,6 +828,24 @@ def _status(value: str | WorkflowStatus) -> WorkflowStatus:
         valid = ", ".join(s.value for s in WorkflowStatus)
         msg = f"Unknown workflow status {value!r}. Use one of: {valid}."
         raise PayloadError(msg) from None
+
+
+_T = TypeVar("_T")
+
+
+def _retry_locked(call: Callable[[], _T], within: float = 10.0) -> _T:
+    """Run a client call, retrying while SQLite reports the store locked (busy engine writers)."""
+    deadline = time.monotonic() + within
+    pause = 0.02
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            text = str(exc).lower()
+            if "database is locked" not in text or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # bounded backoff: the engine's own transactions hold the lock briefly
+        pause = min(pause * 2, 0.5)
 
 
 def _db_target(db: str | os.PathLike[str] | None) -> str:

@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import sys
+from datetime import timedelta
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -35,7 +36,11 @@ _USAGE = """\
 %workflow cancel ID                        cancel it
 %workflow history ID                       its events and a timeline
 %workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
-%workflow replay ID                        open the replay stepper"""
+%workflow replay ID                        open the replay stepper
+%workflow delete ID [--force]              delete a finished instance, its sub-workflows and transcript
+                                           (--force cancels a running one first)
+%workflow purge [--status S] [--older-than AGE] [--name N] [--all]
+                                           delete finished instances in bulk (AGE: 90, 30s, 15m, 12h, 7d)"""
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -129,9 +134,13 @@ class WorkflowMagics(Magics):
         In [2]: iid = %workflow start deploy {"service": "api"}
         In [3]: %workflow signal $iid approval {"ok": true}
 
+        In [4]: %workflow delete $iid
+        In [5]: %workflow purge --status Completed --older-than 7d
+
         Python twins: ``pdn.define_workflow(name, source)`` and the methods of
         ``pdn.kernel_runtime()`` (``start_workflow``, ``get_workflow``, ``wait_for_workflow``,
-        ``signal_workflow``, ``cancel_workflow``, ``history``, ``list_workflows``).
+        ``signal_workflow``, ``cancel_workflow``, ``history``, ``list_workflows``,
+        ``delete_workflow``, ``purge``).
         """
         try:
             if cell is not None:
@@ -229,6 +238,18 @@ class WorkflowMagics(Magics):
             runtime.signal_workflow(iid, event, data)
             print(f"Sent {event!r} to {iid}.")
             return None
+        if sub == "delete":
+            (iid, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
+            if not iid:
+                raise UsageError("Give the instance id: %workflow delete ID [--force] (Tab completes ids).")
+            words = rest.split()
+            if any(w != "--force" for w in words):
+                msg = f"Unexpected {rest.strip()!r}. Usage: %workflow delete ID [--force]"
+                raise UsageError(msg)
+            print(runtime.delete_workflow(iid, force=bool(words)))
+            return None
+        if sub == "purge":
+            return self._purge(runtime, rest)
         if sub == "list":
             usage = "%workflow list [--name NAME] [--status STATUS] [--limit N]"
             flags = _flags(rest, ("--name", "--status", "--limit"), usage)
@@ -243,6 +264,20 @@ class WorkflowMagics(Magics):
         hint = f"Unknown subcommand {sub!r}. " if sub else ""
         msg = f"{hint}Use one of: {', '.join(SUBCOMMANDS)}.\n{_USAGE}"
         raise UsageError(msg)
+
+    def _purge(self, runtime: Any, rest: str) -> None:
+        usage = "%workflow purge [--status STATUS] [--older-than AGE] [--name NAME] [--all]"
+        without_all = re.sub(r"(?<!\S)--all(?!\S)", " ", rest)
+        everything = without_all != rest
+        flags = _flags(without_all, ("--status", "--older-than", "--name"), usage)
+        if not flags and not everything:
+            msg = (
+                "Say what to purge: --status Completed, --older-than 7d, --name NAME (combined as AND), "
+                f"or --all for every finished instance. Usage: {usage}"
+            )
+            raise UsageError(msg)
+        age = _duration(flags["--older-than"]) if "--older-than" in flags else None
+        print(runtime.purge(status=flags.get("--status"), older_than=age, name=flags.get("--name")))
 
     @line_magic("workflows")
     def workflows(self, line: str) -> Any:
@@ -294,6 +329,19 @@ _DOLLAR_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 def _expand_names(line: str, namespace: dict[str, Any]) -> str:
     """Replace ``$name`` with the value of a notebook variable; braces stay as typed (they are JSON)."""
     return _DOLLAR_NAME.sub(lambda m: str(namespace[m.group(1)]) if m.group(1) in namespace else m.group(0), line)
+
+
+_DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> timedelta:
+    """``90``, ``30s``, ``15m``, ``12h`` or ``7d`` as a timedelta (a bare number is seconds)."""
+    found = _DURATION.match(text.strip().lower())
+    if found is None:
+        msg = f"--older-than takes an age like 90 (seconds), 30s, 15m, 12h or 7d, not {text!r}."
+        raise UsageError(msg)
+    return timedelta(seconds=float(found["n"]) * _UNIT_SECONDS[found["unit"] or "s"])
 
 
 def _number(text: str, flag: str) -> float:
