@@ -54,6 +54,7 @@ from .models import (
     ChatMessage,
     DeleteResult,
     HistoryEvent,
+    HistoryList,
     Outcome,
     RaceResult,
     RetryPolicy,
@@ -167,6 +168,7 @@ __all__ = [
     "WorkflowState",
     "WorkflowStatus",
     "HistoryEvent",
+    "HistoryList",
     "DeleteResult",
     # Notebook (magics: %load_ext pi_duroxide_nb)
     "kernel_runtime",

@@ -27,7 +27,7 @@ from .._errors import (
     RuntimeStateError,
     WorkflowTimeoutError,
 )
-from ..models import DeleteResult, HistoryEvent, WorkflowState, WorkflowStatus
+from ..models import DeleteResult, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
 from ._context import _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._host import AgentHost, pi_activity_functions
@@ -545,23 +545,25 @@ class WorkflowRuntime:
         """``list_workflows`` without blocking the event loop."""
         return await asyncio.to_thread(lambda: self.list_workflows(name=name, status=status))
 
-    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> HistoryList:
         """``history`` without blocking the event loop."""
         return await asyncio.to_thread(lambda: self.history(instance_id, execution_id=execution_id))
 
-    def history(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+    def history(self, instance_id: str, *, execution_id: int | None = None) -> HistoryList:
         """The persisted events of an instance's current (or given) execution, with full payloads.
+
+        A ``HistoryList``: a list of ``HistoryEvent`` with ``to_json()`` and ``to_dataframe()``.
 
         Raises:
             InstanceNotFoundError: no such instance.
         """
         self._client_ready()
         if self._reader is None:
-            return self._history_from_client(instance_id, execution_id)
+            return HistoryList(self._history_from_client(instance_id, execution_id))
         events = self._reader.history(instance_id, execution_id)
         if not events and not self._reader.states(instance_id=instance_id):
             raise InstanceNotFoundError(instance_id)
-        return events
+        return HistoryList(events)
 
     def history_rows(self, instance_id: str, *, execution_id: int | None = None) -> tuple[int, list[str]]:
         """The events of one execution exactly as the engine stored them: ``(execution_id, [json text])``.
