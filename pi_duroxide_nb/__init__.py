@@ -21,6 +21,7 @@ from ._errors import (
     EngineError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InstanceRunningError,
     ModelValidationError,
     NoAgentHostError,
     PayloadError,
@@ -53,7 +54,17 @@ from .engine import (
 )
 from .engine._codestore import CodeRecord
 from .engine._transcript import TranscriptEntry
-from .models import ChatMessage, HistoryEvent, Outcome, RaceResult, RetryPolicy, WorkflowState, WorkflowStatus
+from .models import (
+    ChatMessage,
+    DeleteResult,
+    HistoryEvent,
+    HistoryList,
+    Outcome,
+    RaceResult,
+    RetryPolicy,
+    WorkflowState,
+    WorkflowStatus,
+)
 from .notebook import (
     CellRegistration,
     DeterminismIssue,
@@ -163,6 +174,8 @@ __all__ = [
     "WorkflowState",
     "WorkflowStatus",
     "HistoryEvent",
+    "HistoryList",
+    "DeleteResult",
     # Notebook (magics: %load_ext pi_duroxide_nb)
     "kernel_runtime",
     "stop_kernel_runtime",
@@ -184,6 +197,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "InstanceNotFoundError",
     "InstanceExistsError",
+    "InstanceRunningError",
     "PayloadError",
     "ModelValidationError",
     "RuntimeStateError",

@@ -9,6 +9,7 @@ Our exception hierarchy:
   + WorkflowNotFoundError      - no workflow of that name is registered
   + InstanceNotFoundError      - no instance with that id is in the store
   + InstanceExistsError        - an instance with that id already exists
+  + InstanceRunningError       - the call needs a finished instance and this one still runs
   + PayloadError               - an input, signal, output or yielded value is not valid
     - ModelValidationError     - a payload failed its pydantic model
   + RuntimeStateError          - the runtime is not in a state that allows the call
@@ -31,6 +32,7 @@ __all__ = [
     "EngineError",
     "InstanceExistsError",
     "InstanceNotFoundError",
+    "InstanceRunningError",
     "ModelValidationError",
     "NoAgentHostError",
     "PayloadError",
@@ -122,6 +124,25 @@ class InstanceExistsError(PiDuroxideError):
         return self._instance_id
 
 
+class InstanceRunningError(PiDuroxideError):
+    """The call needs a finished instance (deleting it, for one) and this one is still running."""
+
+    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
+        super().__init__(message)
+        self._instance_id = instance_id
+        self._status = status
+
+    @property
+    def instance_id(self) -> str:
+        """The instance that is still running."""
+        return self._instance_id
+
+    @property
+    def status(self) -> str:
+        """Its status (``Running`` or ``Pending``)."""
+        return self._status
+
+
 class PayloadError(PiDuroxideError, ValueError):
     """An input, signal, output or yielded value is not valid; nothing was persisted."""
 
@@ -206,7 +227,56 @@ class ActivityError(TaskFailedError):
 
 
 class SubWorkflowError(TaskFailedError):
-    """A sub-workflow failed."""
+    """A sub-workflow failed or was cancelled; raised at the parent's ``yield``.
+
+    Example:
+        try:
+            report = yield ctx.schedule_sub_orchestration("build", input)
+        except pdn.SubWorkflowError as err:
+            ctx.trace_warn(f"{err.workflow} failed: {err.error_type}: {err.error_message}")
+
+    ``error_type`` and ``error_message`` are the child's exception class and message (for
+    example ``ActivityError`` and ``Activity 'fetch' call failed: ...``); ``details`` keeps
+    the engine's full text (with the child's traceback). A cancelled child has ``cancelled``
+    set and ``error_message`` ``canceled: <reason>``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow: str | None = None,
+        instance_id: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        details: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        super().__init__(message, error_type=error_type, error_message=error_message)
+        self._workflow = workflow
+        self._instance_id = instance_id
+        self._details = details if details is not None else message
+        self._cancelled = cancelled
+
+    @property
+    def workflow(self) -> str | None:
+        """The child workflow's name, when known."""
+        return self._workflow
+
+    @property
+    def instance_id(self) -> str | None:
+        """The child instance's id, when the parent chose it (``instance_id=``)."""
+        return self._instance_id
+
+    @property
+    def details(self) -> str:
+        """The engine's full report of the child's failure (often its traceback)."""
+        return self._details
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the child was cancelled rather than failing by itself."""
+        return self._cancelled
 
 
 class EngineError(PiDuroxideError):
@@ -228,5 +298,47 @@ def task_error_from_engine(message: str) -> TaskFailedError:
     if m:
         return ActivityError(message, activity=m["name"], error_type=m["type"], error_message=m["msg"])
     if "sub-orchestration" in message.lower() or "suborchestration" in message.lower():
-        return SubWorkflowError(message)
+        return sub_workflow_error(message)
     return TaskFailedError(message)
+
+
+# The last line of a Python traceback: ``pkg.module.ErrorType: message``.
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<type>[A-Za-z_]\w*): (?P<msg>.*)$", re.S)
+
+
+def sub_workflow_error(
+    message: str, *, workflow: str | None = None, instance_id: str | None = None
+) -> SubWorkflowError:
+    """The error a parent sees when its child failed: ``message`` is the engine's text of the failure.
+
+    A child that raised reports its traceback: the last line gives the exception's type and
+    message. A cancelled child reports ``canceled: <reason>``.
+    """
+    text = message.strip()
+    error_type: str | None = None
+    error_message = text
+    if text.startswith("Traceback (most recent call last):"):
+        # The exception line follows the last indented frame line.
+        lines = text.splitlines()
+        start = max((i for i, line in enumerate(lines) if line.startswith(" ")), default=0) + 1
+        last = "\n".join(lines[start:]).strip()
+        m = _EXCEPTION_LINE.match(last)
+        if m:
+            error_type, error_message = m["type"], m["msg"]
+        elif last:
+            error_message = last
+    cancelled = text.startswith(("canceled", "cancelled"))
+    who = f"Sub-workflow {workflow!r}" if workflow else "A sub-workflow"
+    if instance_id:
+        who += f" (instance {instance_id!r})"
+    what = f"{error_type}: {error_message}" if error_type else error_message
+    summary = f"{who} {'was cancelled' if cancelled else 'failed'}: {what}"
+    return SubWorkflowError(
+        summary,
+        workflow=workflow,
+        instance_id=instance_id,
+        error_type=error_type,
+        error_message=error_message,
+        details=message,
+        cancelled=cancelled,
+    )

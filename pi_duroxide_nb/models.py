@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -10,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChatMessage",
+    "DeleteResult",
     "HistoryEvent",
+    "HistoryList",
     "Outcome",
     "RaceResult",
     "RetryPolicy",
@@ -112,6 +115,126 @@ class HistoryEvent(BaseModel):
     """Failure message, for failed kinds."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Every other field of the stored row (version, fire_at_ms, status, key, value...)."""
+
+
+class DeleteResult(BaseModel):
+    """What ``rt.delete_workflow`` or ``rt.purge`` removed from the store and the transcript.
+
+    Example:
+        done = rt.purge(status="Completed", older_than=timedelta(days=7))
+        print(done.instances_deleted, done.events_deleted)
+    """
+
+    model_config = _FROZEN
+
+    instance_ids: tuple[str, ...] = ()
+    """Every instance deleted: the ones asked for and their sub-workflows."""
+    executions_deleted: int = 0
+    """Executions removed (more than one per instance after continue-as-new)."""
+    events_deleted: int = 0
+    """History events removed."""
+    transcript_entries_deleted: int = 0
+    """Transcript entries of those instances removed (``rt.messages``)."""
+    skipped: tuple[str, ...] = ()
+    """``purge`` only: instances it matched but left alone (a sub-workflow still running, say)."""
+
+    @property
+    def instances_deleted(self) -> int:
+        """How many instances were deleted, sub-workflows included."""
+        return len(self.instance_ids)
+
+    def __add__(self, other: DeleteResult) -> DeleteResult:
+        return DeleteResult(
+            instance_ids=self.instance_ids + other.instance_ids,
+            executions_deleted=self.executions_deleted + other.executions_deleted,
+            events_deleted=self.events_deleted + other.events_deleted,
+            transcript_entries_deleted=self.transcript_entries_deleted + other.transcript_entries_deleted,
+            skipped=self.skipped + other.skipped,
+        )
+
+    def __str__(self) -> str:
+        n = self.instances_deleted
+        text = (
+            f"Deleted {n} instance{'s' if n != 1 else ''} ({self.executions_deleted} executions, "
+            f"{self.events_deleted} events, {self.transcript_entries_deleted} transcript entries)."
+        )
+        if self.skipped:
+            text += f" Left {len(self.skipped)} still running: {', '.join(self.skipped[:5])}"
+            text += "..." if len(self.skipped) > 5 else "."
+        return text
+
+
+_HISTORY_FORMAT = "pi_duroxide_nb.history/1"
+_FRAME_COLUMNS = (
+    "instance_id",
+    "execution_id",
+    "event_id",
+    "kind",
+    "name",
+    "source_event_id",
+    "timestamp",
+    "input",
+    "result",
+    "output",
+    "data",
+    "error",
+    "details",
+)
+
+
+class HistoryList(list[HistoryEvent]):
+    """What ``rt.history(id)`` returns: a plain list of ``HistoryEvent``, plus exports.
+
+    Example:
+        events = rt.history(iid)
+        events[0].kind                          # a list as before
+        events.to_dataframe()                   # one row per event (needs pandas)
+        Path("deploy.json").write_text(events.to_json())
+        pdn.ReplayHistory.load("deploy.json")   # the export replays, like ReplayHistory.save's
+    """
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        """The events as JSON text: ``{"format", "instance_id", "events": [...]}``, read back by ``from_json``.
+
+        ``ReplayHistory.load`` and ``pdn.replay_check`` accept the file too.
+        """
+        doc = {
+            "format": _HISTORY_FORMAT,
+            "instance_id": self[0].instance_id if self else None,
+            "events": [event.model_dump(mode="json") for event in self],
+        }
+        return json.dumps(doc, indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> HistoryList:
+        """Parse ``to_json()`` output (or a bare JSON list of events).
+
+        Raises:
+            ValueError: the text is not such a document (pydantic's ValidationError names the field).
+        """
+        doc = json.loads(text)
+        items = doc.get("events") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            msg = "A history export holds {'format': ..., 'events': [...]}; write it with rt.history(id).to_json()."
+            raise ValueError(msg)
+        return cls(HistoryEvent.model_validate(item) for item in items)
+
+    def to_dataframe(self) -> Any:
+        """The events as a pandas ``DataFrame``, one row per event, payloads as parsed values.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'pi_duroxide_nb[pandas]'``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            msg = (
+                "HistoryList.to_dataframe needs pandas, which is not installed. Install the extra: "
+                "pip install 'pi_duroxide_nb[pandas]' (or pip install pandas); to_json() needs nothing."
+            )
+            raise ImportError(msg) from exc
+        rows = [{column: getattr(event, column) for column in _FRAME_COLUMNS} for event in self]
+        return pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
 
 
 class RetryPolicy(BaseModel):

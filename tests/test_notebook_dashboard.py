@@ -275,3 +275,95 @@ def test_stopped_runtime_is_reported_not_raised(make_runtime, no_leaked_comms) -
         assert dash.snapshot.runtime.state == "stopped"
     finally:
         dash.close()
+
+
+def test_delete_asks_first_then_removes_the_instance(rt, waiting, no_leaked_comms) -> None:
+    done = start_waiting(rt, "del-done")
+    rt.signal_workflow(done, "decision", "yes")
+    rt.wait_for_workflow(done, timeout=30)
+    running = start_waiting(rt, "del-running")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        assert dash.delete_box.layout.display == "none"
+        dash.delete_button.click()
+        assert dash.last_action == "Select an instance to delete first." and dash.pending_delete is None
+
+        dash.select(done)
+        dash.delete_button.click()  # asks; nothing deleted yet
+        assert dash.pending_delete == (done, False) and dash.delete_box.layout.display == "flex"
+        assert "Delete <b>del-done</b>, its sub-workflows" in dash.delete_prompt.value
+        assert "cannot be undone" in dash.delete_prompt.value and dash.delete_confirm_button.description == "Delete"
+        assert rt.get_workflow(done).status is pdn.WorkflowStatus.COMPLETED
+        dash.delete_keep_button.click()
+        assert dash.last_action == "Kept del-done." and dash.delete_box.layout.display == "none"
+        assert rt.get_workflow(done).status is pdn.WorkflowStatus.COMPLETED
+
+        dash.delete_button.click()
+        dash.select(running)  # moving to another row withdraws the question
+        assert dash.pending_delete is None and dash.delete_box.layout.display == "none"
+        dash.select(done)
+        dash.delete_button.click()
+        # The confirmation as the front end sends it.
+        dash.delete_confirm_button._handle_msg(
+            {"content": {"data": {"method": "custom", "content": {"event": "click"}}}, "buffers": []}
+        )
+        assert dash.last_action.startswith("Deleted 1 instance (1 executions, ")
+        with pytest.raises(pdn.InstanceNotFoundError):
+            rt.get_workflow(done)
+        assert [v for _, v in dash.instances.options] == [running] and dash.selected_history is None
+        assert dash.delete_box.layout.display == "none"
+
+        dash.select(running)  # a running instance: the question says it is cancelled first
+        dash.delete_button.click()
+        assert dash.pending_delete == (running, True) and "still running: it is cancelled first" in (
+            dash.delete_prompt.value
+        )
+        assert dash.delete_confirm_button.description == "Cancel and delete"
+        dash.delete_confirm_button.click()
+        assert dash.last_action.startswith("Deleted 1 instance") and rt.list_workflows() == []
+    finally:
+        dash.close()
+
+
+def test_selected_history_downloads_as_json(rt, waiting, no_leaked_comms) -> None:
+    import base64
+    import re
+
+    instance = start_waiting(rt, "dl-1")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        assert dash.download_html.value == ""
+        dash.select(instance)
+        link = dash.download_html.value
+        found = re.search(
+            r'<a download="dl-1\.history\.json" href="data:application/json;base64,([A-Za-z0-9+/=]+)"', link
+        )
+        assert found is not None and "download history JSON" in link
+        text = base64.b64decode(found.group(1)).decode("utf-8")
+        assert text == rt.history(instance).to_json()  # what the browser saves
+        assert pdn.HistoryList.from_json(text) == rt.history(instance)
+        assert pdn.ReplayHistory.from_json(text).workflow_name == "approve"  # and it replays
+        rt.signal_workflow(instance, "decision", "yes")
+        rt.wait_for_workflow(instance, timeout=30)
+        dash.refresh()  # the link follows the history as it grows
+        text = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", dash.download_html.value).group(1)).decode()
+        assert pdn.HistoryList.from_json(text)[-1].kind == "OrchestrationCompleted"
+        dash.select(None)
+        assert dash.download_html.value == ""
+    finally:
+        dash.close()
+
+
+def test_a_history_too_large_for_a_link_says_how_to_save_it(rt, waiting, monkeypatch, no_leaked_comms) -> None:
+    from pi_duroxide_nb.notebook.ui import _dashboard
+
+    monkeypatch.setattr(_dashboard, "_DOWNLOAD_LIMIT", 100)
+    instance = start_waiting(rt, "dl-big")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        dash.select(instance)
+        assert "too large for a link here" in dash.download_html.value
+        assert "rt.history(&#x27;dl-big&#x27;).to_json()" in dash.download_html.value
+        assert "base64" not in dash.download_html.value
+    finally:
+        dash.close()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import keyword
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,62 @@ def test_start_input_defaults_to_empty_object(shell) -> None:
     assert pdn.kernel_runtime().wait_for_workflow(instance, timeout=30).output == {}
 
 
+def test_quoted_names_mean_the_same_in_cell_and_line_magics(shell, registry) -> None:
+    shell.run_cell_magic(
+        "workflow", '"my flow" --description "Has a space"', "yield ctx.schedule_timer(1)\nreturn input"
+    )
+    assert registry.workflow("my flow").description == "Has a space"
+    instance = run(shell, '%workflow start "my flow" --id \'id with space\' {"n": 1}')
+    assert instance == "id with space"
+    assert run(shell, '%workflow wait "id with space" --timeout 30').state.output == {"n": 1}
+    assert run(shell, "%workflow start 'my flow'") != instance  # single quotes too, input defaults to {}
+
+
+def test_magic_results_read_like_the_data_they_show(shell) -> None:
+    shell.run_cell_magic("workflow", "echo", "ctx.set_custom_status('busy')\nyield ctx.schedule_timer(1)\nreturn input")
+    run(shell, '%workflow start echo --id echo-1 {"n": 1}')
+    run(shell, "st = %workflow wait echo-1 --timeout 30")
+    assert run(shell, "st.output") == {"n": 1}
+    assert run(shell, "st.status") is pdn.WorkflowStatus.COMPLETED
+    assert run(shell, "(st.instance_id, st.name, st.custom_status, st.error)") == ("echo-1", "echo", "busy", None)
+    assert run(shell, "st.model_dump()['output']") == {"n": 1} and run(shell, "st.state.output") == {"n": 1}
+    assert {"output", "status", "custom_status"} <= set(run(shell, "dir(st)"))  # tab completion sees them
+    with pytest.raises(AttributeError, match="has no attribute 'outptu'"):
+        run(shell, "st.outptu")
+    assert run(shell, "%workflow status echo-1").output == {"n": 1}
+    listing = run(shell, "%workflow list")
+    assert [s.instance_id for s in listing] == ["echo-1"] and listing[0].output == {"n": 1}
+    history = run(shell, "%workflow history echo-1")
+    assert history[0].kind == "OrchestrationStarted" and [e.kind for e in history][-1] == "OrchestrationCompleted"
+
+
+def test_delete_and_purge_from_the_line(shell, capsys) -> None:
+    shell.run_cell_magic("workflow", "gate", "ctx.set_custom_status('waiting')\nyield ctx.wait_for_event('go')")
+    shell.run_cell_magic("workflow", "quick", "yield ctx.schedule_timer(1)\nreturn input")
+    rt = pdn.kernel_runtime()
+    for i in range(3):
+        rt.wait_for_workflow(run(shell, f"%workflow start quick --id quick-{i}"), timeout=30)
+    run(shell, "%workflow start gate --id gate-1")
+    wait_for_custom_status("gate-1", "waiting")
+    capsys.readouterr()
+
+    run(shell, "%workflow delete quick-0")
+    assert capsys.readouterr().out.startswith("Deleted 1 instance (1 executions, ")
+    with pytest.raises(UsageError, match="'gate-1' is Running, so it was not deleted.*force=True"):
+        run(shell, "%workflow delete gate-1")
+    run(shell, "%workflow purge --older-than 1h")  # all of them are younger
+    assert capsys.readouterr().out.startswith("Deleted 0 instances")
+    run(shell, "%workflow purge --status Completed --older-than 0s --name quick")
+    assert capsys.readouterr().out.startswith("Deleted 2 instances")
+    run(shell, "%workflow delete gate-1 --force")
+    assert capsys.readouterr().out.startswith("Deleted 1 instance")
+    assert rt.list_workflows() == []
+    run(shell, "%workflow purge --all")
+    assert capsys.readouterr().out.startswith("Deleted 0 instances")
+    help_text = shell.find_line_magic("workflow").__doc__
+    assert "%workflow delete ID [--force]" in help_text and "%workflow purge [--status S]" in help_text
+
+
 def test_rerunning_an_edited_cell_keeps_the_waiting_instance_on_old_code(shell, registry, capsys) -> None:
     body = "ctx.set_custom_status('waiting')\nv = yield ctx.wait_for_event('go')\nreturn ['{tag}', v]\n"
     shell.run_cell_magic("workflow", "review", body.replace("{tag}", "v1"))
@@ -232,6 +288,15 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow signal x", "Give the event name"),
         ("%workflow status a b", "takes one instance id; remove 'b'"),
         ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
+        ('%workflow start "my flow', "A quote is not closed"),
+        ("%workflow delete", "Give the instance id: %workflow delete ID"),
+        ("%workflow delete x --now", "Unexpected '--now'. Usage: %workflow delete ID \\[--force\\]"),
+        ("%workflow delete missing-id", "No workflow instance 'missing-id'"),
+        ("%workflow purge", "Say what to purge: --status Completed"),
+        ("%workflow purge --older-than soon", "--older-than takes an age like 90"),
+        ("%workflow purge --status Running", "purge deletes finished instances only"),
+        ("%workflow start known " + "[" * 5000 + "]" * 5000, "is nested too deeply to read"),
+        ("%workflow start known " + "[" * 300 + "]" * 300, "is nested more than 200 levels deep"),
     ],
 )
 def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
@@ -245,21 +310,34 @@ def test_mistakes_are_short_usage_errors(shell, line, message) -> None:
 def test_tab_completion(shell) -> None:
     shell.run_cell_magic("workflow", "alpha", "yield ctx.schedule_timer(1)")
     shell.run_cell_magic("workflow", "beta", "yield ctx.schedule_timer(1)")
+    shell.run_cell_magic("workflow", '"my flow"', "yield ctx.schedule_timer(1)")
     run(shell, "%workflow start alpha --id alpha-123")
     wait_until(lambda: pdn.kernel_runtime().count_workflows(name="alpha"))  # the queued start reached the store
 
     def complete(line: str) -> list[str]:
-        # The API Jupyter kernels use for completion requests.
-        # Jedi's Python keywords ("and", "if", ...) always come along; ours are the rest.
+        # The API Jupyter kernels use for completion requests; nothing filtered out here:
+        # Python keywords ("and", "if", ...) from Jedi must not come along.
         with provisionalcompleter():
-            return [c.text for c in shell.Completer.completions(line, len(line)) if c.text not in keyword.kwlist]
+            return [c.text for c in shell.Completer.completions(line, len(line))]
 
     assert complete("%workflow st") == ["start", "status"]
-    assert complete("%workflow start ") == ["alpha", "beta"]
+    assert complete("%workflow start ") == ["alpha", "beta", '"my flow"']
     assert complete("%workflow status al") == ["alpha-123"]
     assert complete("%workflow list --status Comp") == ["Completed"]
     assert complete("%workflow list --name b") == ["beta"]
     assert complete("%%workflow al") == ["alpha"]
+    assert complete("iid = %workflow start b") == ["beta"]  # assigned, as in `iid = %workflow start ...`
+    assert complete('%workflow start "my') == ['"my flow"']
+    assert complete("%workflow de") == ["delete"]
+    assert complete("%workflow delete alpha-123 ") == ["--force"]
+    assert complete("%workflow purge --") == ["--status", "--older-than", "--all"]
+    assert complete("%workflow purge --status ") == ["Completed", "Failed", "Terminated"]
+    # The older completion API (ip.complete) gives the same, without keywords either.
+    with provisionalcompleter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # ip.complete is pending deprecation
+        assert shell.complete("", "%workflow start ", len("%workflow start "))[1] == ["alpha", "beta", '"my flow"']
+    # Other lines are left to IPython: Python completion still works.
+    assert "isinstance" in complete("isinst")
 
 
 def test_list_is_capped_and_says_how_many_matched(shell) -> None:

@@ -139,3 +139,40 @@ def test_two_runtimes_share_a_postgres_database(registry, make_runtime, iid, pg_
     ids = [first.start_workflow("hop", i, instance_id=iid("hop")) for i in range(6)]
     assert [second.wait_for_workflow(i, timeout=30).output for i in ids] == [i * 2 for i in range(6)]
     assert {s.instance_id for s in second.list_workflows(name="hop")} == set(ids)
+
+
+def test_delete_purge_and_tool_kv_on_postgres(registry, make_runtime, iid, pg_url) -> None:
+    @registry.register_workflow("child")
+    def child(ctx, x):
+        yield ctx.schedule_timer(1)
+        return x
+
+    @registry.register_workflow("parent")
+    def parent(ctx, x):
+        ctx.kv.set("x", x)
+        return (yield ctx.schedule_sub_orchestration("child", x))
+
+    @registry.register_workflow("gate")
+    def gate(ctx, _):
+        ctx.set_custom_status("waiting")
+        yield ctx.wait_for_event("go")
+
+    rt = make_runtime(db=pg_url).start()
+    first, second = iid("pg-del"), iid("pg-purge")
+    for instance in (first, second):
+        rt.wait_for_workflow(rt.start_workflow("parent", 1, instance_id=instance), timeout=30)
+    waiting = rt.start_workflow("gate", None, instance_id=iid("pg-gate"))
+    wait_until(lambda: rt.get_workflow(waiting).custom_status == "waiting", timeout=30)
+    tools = {t.name: t for t in pdn.workflow_tools(rt)}
+    got = tools["get-workflow"].execute({"instanceId": first}).details
+    assert got["kv"] is None and "cannot list KV entries" in got["kvNote"]  # PostgreSQL lists no keys
+
+    deleted = rt.delete_workflow(first)
+    assert deleted.instances_deleted == 2 and first in deleted.instance_ids
+    with pytest.raises(pdn.InstanceNotFoundError):
+        rt.get_workflow(first)
+    with pytest.raises(pdn.InstanceRunningError):
+        rt.delete_workflow(waiting)
+    purged = rt.purge(status="Completed")
+    assert second in purged.instance_ids and purged.instances_deleted == 2
+    assert [s.instance_id for s in rt.list_workflows()] == [waiting]

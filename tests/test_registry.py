@@ -120,3 +120,32 @@ def test_module_level_register_uses_default_registry() -> None:
         assert pdn.default_registry.workflow("module-level-test").input_model is In
     finally:
         pdn.default_registry.clear()
+
+
+def test_unregister_removes_one_workflow_and_runtimes_follow(registry: pdn.WorkflowRegistry, rt, iid) -> None:
+    def keep(ctx, x):
+        yield ctx.schedule_timer(1)
+        return ["keep", x]
+
+    def drop(ctx, x):
+        yield ctx.schedule_timer(1)
+        return ["drop", x]
+
+    registry.register_workflow("keep", keep)
+    registry.register_workflow("drop", drop)
+    registry.register_workflow("drop", lambda ctx, x: (yield ctx.schedule_timer(2)))  # a second version
+    changes: list[int] = []
+    registry.subscribe(lambda: changes.append(registry.generation))
+
+    removed = registry.unregister("drop")
+    assert [d.name for d in removed] == ["drop", "drop"] and removed[0].fn is drop
+    assert registry.workflow_names() == ["keep"] and registry.versions("drop") == []
+    assert len(changes) == 1  # listeners (the runtime) heard of it
+    with pytest.raises(pdn.WorkflowNotFoundError, match="'drop' is not registered. Registered workflows: 'keep'"):
+        rt.start_workflow("drop", 1, instance_id=iid())
+    assert rt.list_workflows() == []  # nothing was written
+    assert rt.wait_for_workflow(rt.start_workflow("keep", 2, instance_id=iid()), timeout=30).output == ["keep", 2]
+    with pytest.raises(pdn.WorkflowNotFoundError, match="'drop' is not registered"):
+        registry.unregister("drop")
+    registry.register_workflow("drop", drop)  # registering again works as before
+    assert rt.wait_for_workflow(rt.start_workflow("drop", 3, instance_id=iid()), timeout=30).output == ["drop", 3]

@@ -103,3 +103,37 @@ def test_wait_reports_timeout_with_current_state(tools_rt, iid) -> None:
     instance = rt.start_workflow("approve", {"service": "api"}, instance_id=iid())
     result = payload(tools["wait-for-workflow"].execute({"instanceId": instance, "timeoutMs": 200}))
     assert result["timedOut"] is True and result["status"] in ("Running", "Pending")
+
+
+def test_tools_carry_the_kv_store_bounded_and_say_when_truncated(registry, tools_rt, iid) -> None:
+    rt, tools = tools_rt
+
+    @registry.register_workflow("progress")
+    def progress(ctx, big):
+        ctx.kv.set("step", 3)
+        ctx.kv.set("done", ["build", "test"])
+        if big:
+            ctx.kv.set("log", "x" * 5000)  # too big for any tool result
+            for i in range(60):
+                ctx.kv.set(f"z{i:02}", "y" * 20)
+        yield ctx.schedule_timer(1)
+        return "ok"
+
+    small = rt.start_workflow("progress", False, instance_id=iid())
+    done = payload(tools["wait-for-workflow"].execute({"instanceId": small, "timeoutMs": 30000}))
+    assert done["kv"] == {"done": ["build", "test"], "step": 3} and "kvTruncated" not in done
+    assert payload(tools["get-workflow"].execute({"instanceId": small}))["kv"] == done["kv"]
+
+    big = rt.start_workflow("progress", True, instance_id=iid())
+    rt.wait_for_workflow(big, timeout=30)
+    got = payload(tools["get-workflow"].execute({"instanceId": big}))
+    assert len(json.dumps(got["kv"])) <= 4000
+    assert got["kv"]["step"] == 3 and "log" not in got["kv"]  # what fits is kept, in key order
+    truncated = got["kvTruncated"]
+    assert truncated["totalKeys"] == 63 and truncated["shownKeys"] == len(got["kv"])
+    assert truncated["omittedKeys"][0] == "log" and truncated["limitChars"] == 4000
+    assert "left out to keep this result under 4000 characters" in truncated["note"]
+    listed = {s["instanceId"]: s for s in payload(tools["list-workflows"].execute({"name": "progress"}))}
+    assert listed[small]["kv"] == done["kv"]  # listed instances carry theirs too, under a smaller bound
+    assert len(json.dumps(listed[big]["kv"])) <= 1000 and listed[big]["kvTruncated"]["limitChars"] == 1000
+    assert listed[big]["kvTruncated"]["shownKeys"] < truncated["shownKeys"]

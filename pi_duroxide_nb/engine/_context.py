@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PayloadError, RegistrationError, TaskFailedError, task_error_from_engine
+from .._errors import (
+    ActivityError,
+    PayloadError,
+    RegistrationError,
+    TaskFailedError,
+    sub_workflow_error,
+    task_error_from_engine,
+)
 from ..models import ChatMessage, Outcome, RaceResult, RetryPolicy
 from ._json import strip_timestamps, to_json_value, validate_model
 
@@ -51,6 +58,29 @@ class DurableTask:
     """Turns the engine's result into the value the workflow receives."""
     composable: bool = True
     """Whether ``ctx.all``/``ctx.race`` accept it."""
+    parts: tuple[DurableTask, ...] = ()
+    """The tasks a ``race`` combines (to type the error of the one that failed)."""
+
+    def error(self, message: str) -> TaskFailedError:
+        """The typed error for the engine's failure ``message`` of this task."""
+        if self.kind == "sub_workflow":
+            return sub_workflow_error(
+                message, workflow=self.descriptor.get("name"), instance_id=self.descriptor.get("instanceId")
+            )
+        error = task_error_from_engine(message)
+        if isinstance(error, ActivityError):
+            return error
+        failable = [t for t in self.parts if t.kind not in ("timer", "event")]
+        children = [t for t in failable if t.kind == "sub_workflow"]
+        if children and len(children) == len(failable):
+            # Timers and events do not fail: the error is a child's.
+            child = children[0] if len(children) == 1 else None
+            return sub_workflow_error(
+                message,
+                workflow=child.descriptor.get("name") if child else None,
+                instance_id=child.descriptor.get("instanceId") if child else None,
+            )
+        return error
 
     def __repr__(self) -> str:
         name = self.descriptor.get("name")
@@ -239,7 +269,7 @@ class WorkflowContext:
         self,
         name: str,
         input: Any = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         *,
         attempts: int | None = None,
         timeout: timedelta | int | None = None,
@@ -248,10 +278,16 @@ class WorkflowContext:
     ) -> DurableTask:
         """Run an activity, retrying failures; yields the first successful result.
 
-        Give a ``RetryPolicy`` or its fields as keywords (timeouts in ms or as timedelta).
-        The last failure is raised at the yield when every attempt failed.
+        Give a ``RetryPolicy``, duroxide's dict (``{"max_attempts": 5, "timeout_ms": 2000,
+        "total_timeout_ms": 10000, "backoff": "linear"}``), or the policy's fields as keywords
+        (timeouts in ms or as timedelta). The last failure is raised at the yield when every
+        attempt failed.
+
+        Raises:
+            PayloadError: the policy has unknown keys or invalid values; the message lists the
+                accepted forms.
         """
-        policy = retry or RetryPolicy()
+        policy = _retry_policy(retry)
         updates: dict[str, Any] = {}
         if attempts is not None:
             updates["attempts"] = attempts
@@ -351,9 +387,9 @@ class WorkflowContext:
                     outcomes.append(Outcome(ok=True, value=decoder(value)))
             if return_outcomes:
                 return outcomes
-            for outcome in outcomes:
+            for task, outcome in zip(tasks, outcomes, strict=False):
                 if not outcome.ok:
-                    raise task_error_from_engine(outcome.error or "task failed")
+                    raise task.error(outcome.error or "task failed")
             return [o.value for o in outcomes]
 
         return DurableTask("all", self._dctx.all([t.descriptor for t in tasks]), decode=decode, composable=False)
@@ -375,7 +411,11 @@ class WorkflowContext:
             return RaceResult(index=index, value=tasks[index].decode(result.get("value")))
 
         return DurableTask(
-            "race", self._dctx.race(first.descriptor, second.descriptor), decode=decode, composable=False
+            "race",
+            self._dctx.race(first.descriptor, second.descriptor),
+            decode=decode,
+            composable=False,
+            parts=(first, second),
         )
 
     # --- status, tracing ----------------------------------------------------------------------
@@ -409,6 +449,60 @@ class WorkflowContext:
     def trace_debug(self, message: str) -> None:
         """Log at debug level, once per step."""
         self._dctx.trace_debug(message)
+
+
+_RETRY_FORMS = (
+    "Give a pdn.RetryPolicy(attempts=3, timeout=timedelta(seconds=10), total_timeout=..., backoff=...), "
+    "duroxide's dict {'max_attempts': 3, 'timeout_ms': 10000, 'total_timeout_ms': 60000, 'backoff': 'exponential'} "
+    "(camelCase maxAttempts/timeoutMs/totalTimeoutMs too), or the keywords attempts=, timeout=, total_timeout=, "
+    "backoff=; backoff is 'exponential', 'linear' or 'fixed'."
+)
+# duroxide's dict keys (snake and camel case, as its SDKs read them) and ours, to RetryPolicy fields.
+_RETRY_KEYS = {
+    "max_attempts": "attempts",
+    "maxAttempts": "attempts",
+    "attempts": "attempts",
+    "timeout_ms": "timeout",
+    "timeoutMs": "timeout",
+    "timeout": "timeout",
+    "total_timeout_ms": "total_timeout",
+    "totalTimeoutMs": "total_timeout",
+    "total_timeout": "total_timeout",
+    "backoff": "backoff",
+}
+
+
+def _retry_policy(retry: Any) -> RetryPolicy:
+    """A ``RetryPolicy`` from what ``schedule_activity_with_retry`` accepts (None means the defaults)."""
+    if retry is None:
+        return RetryPolicy()
+    if isinstance(retry, RetryPolicy):
+        return retry
+    if not isinstance(retry, Mapping):
+        msg = f"The retry policy {retry!r} ({type(retry).__name__}) is not one of the accepted forms. {_RETRY_FORMS}"
+        raise PayloadError(msg)
+    unknown = sorted(str(k) for k in retry if k not in _RETRY_KEYS)
+    if unknown:
+        msg = f"The retry policy has unknown keys {unknown}. {_RETRY_FORMS}"
+        raise PayloadError(msg)
+    fields: dict[str, Any] = {}
+    for key, value in retry.items():
+        field_name = _RETRY_KEYS[key]
+        if field_name in fields:
+            msg = f"The retry policy gives {field_name!r} twice ({key!r} and another spelling). {_RETRY_FORMS}"
+            raise PayloadError(msg)
+        if value is not None and field_name in ("timeout", "total_timeout"):
+            value = timedelta(milliseconds=_ms(value, key))
+        fields[field_name] = value
+    try:
+        policy = validate_model(
+            RetryPolicy, {k: v for k, v in fields.items() if v is not None}, what="The retry policy"
+        )
+    except PayloadError as exc:
+        msg = f"{exc} {_RETRY_FORMS}"
+        raise PayloadError(msg, cause=exc) from exc
+    assert isinstance(policy, RetryPolicy)
+    return policy
 
 
 def _check_composable(where: str, tasks: list[Any]) -> None:
@@ -526,7 +620,7 @@ def drive(
         try:
             raw = yield item.descriptor
         except Exception as exc:  # the engine reports failed tasks as bare Exceptions
-            throw = task_error_from_engine(str(exc))
+            throw = item.error(str(exc))
             continue
         try:
             send = item.decode(raw)

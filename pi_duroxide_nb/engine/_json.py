@@ -22,12 +22,29 @@ def to_json_value(value: Any, *, what: str) -> Any:
         what: Words naming the value for the error message, e.g. "the input of 'deploy'".
 
     Raises:
-        PayloadError: a part of the value cannot be written as JSON; the message names its path.
+        PayloadError: a part of the value cannot be written as JSON (the message names its
+            path), or it is nested deeper than ``MAX_DEPTH`` levels.
     """
-    return _convert(value, what, "$")
+    try:
+        return _convert(value, what, "$", 0)
+    except RecursionError:  # a deep value met an already deep stack
+        raise PayloadError(_too_deep(what, "$")) from None
 
 
-def _convert(value: Any, what: str, path: str) -> Any:
+MAX_DEPTH = 200
+"""How deeply lists and objects may nest in a payload (Python's own limits give out near 500)."""
+
+
+def _too_deep(what: str, path: str) -> str:
+    where = path if len(path) <= 60 else path[:57] + "..."
+    return (
+        f"{what[:1].upper() + what[1:]} is nested more than {MAX_DEPTH} levels deep (at {where}), "
+        "which cannot be persisted reliably. Flatten the structure, or store the deep part as a string "
+        "(json.dumps) and parse it where it is used."
+    )
+
+
+def _convert(value: Any, what: str, path: str, depth: int) -> Any:
     if isinstance(value, _JSON_SCALARS):
         return value
     if isinstance(value, float):
@@ -36,7 +53,9 @@ def _convert(value: Any, what: str, path: str) -> Any:
             raise PayloadError(msg)
         return value
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        value = value.model_dump(mode="json")
+    if isinstance(value, (Mapping, list, tuple)) and depth >= MAX_DEPTH:
+        raise PayloadError(_too_deep(what, path))
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
@@ -46,10 +65,10 @@ def _convert(value: Any, what: str, path: str) -> Any:
                     "strings. Convert the key with str() first."
                 )
                 raise PayloadError(msg)
-            out[k] = _convert(v, what, f"{path}.{k}")
+            out[k] = _convert(v, what, f"{path}.{k}", depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [_convert(v, what, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_convert(v, what, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     msg = (
         f"{what} is not JSON-serializable: {path} is a {type(value).__name__} ({_short_repr(value)}). "
         "Workflow payloads are persisted as JSON: pass dicts, lists, strings, numbers, booleans, "

@@ -628,6 +628,28 @@ class WorkflowRegistry:
         for listener in listeners:
             listener()
 
+    def unregister(self, name: str) -> list[WorkflowDefinition]:
+        """Remove the workflow ``name`` (every version of it); returns what was removed, oldest first.
+
+        New starts of it then fail with ``WorkflowNotFoundError``, and runtimes on this registry
+        stop offering it at once. Instances of it that are still running need its code: the
+        engine retries them with a growing backoff and fails them after about 5 minutes unless
+        the workflow is registered again, so cancel or finish them first.
+
+        Example:
+            registry.unregister("deploy")
+
+        Raises:
+            WorkflowNotFoundError: no workflow of that name is registered.
+        """
+        with self._lock:
+            removed = self._workflows.pop(name, None)
+            if removed is None:
+                raise WorkflowNotFoundError(name, list(self._workflows))
+            self._generation += 1
+        self._notify()
+        return list(removed)
+
     def clear(self) -> None:
         """Forget every registration (for tests)."""
         with self._lock:

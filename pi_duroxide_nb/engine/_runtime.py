@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import duroxide
 
@@ -25,13 +25,14 @@ from .._errors import (
     EngineError,
     InstanceExistsError,
     InstanceNotFoundError,
+    InstanceRunningError,
     PayloadError,
     PiDuroxideError,
     RuntimeStateError,
     StoreError,
     WorkflowTimeoutError,
 )
-from ..models import HistoryEvent, WorkflowState, WorkflowStatus
+from ..models import DeleteResult, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
 from ._codestore import CodeRecord, CodeStore, code_path_for
 from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
@@ -254,6 +255,7 @@ class WorkflowRuntime:
 
         Raises:
             RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
+            PayloadError: ``db`` is empty or names a folder.
         """
         self._registry = registry if registry is not None else default_registry
         self._host = host
@@ -268,7 +270,7 @@ class WorkflowRuntime:
         self._lock = threading.RLock()
         self._state = RuntimeState.CREATED
         self._engine: WorkflowEngine | None = None
-        target = str(db) if db is not None else str(default_db_path())
+        target = _db_target(db)
         self._postgres = target.startswith(("postgres://", "postgresql://"))
         if self._postgres:
             self._db_path: Path | None = None
@@ -877,23 +879,25 @@ class WorkflowRuntime:
         """``list_workflows`` without blocking the event loop."""
         return await asyncio.to_thread(lambda: self.list_workflows(name=name, status=status))
 
-    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+    async def history_async(self, instance_id: str, *, execution_id: int | None = None) -> HistoryList:
         """``history`` without blocking the event loop."""
         return await asyncio.to_thread(lambda: self.history(instance_id, execution_id=execution_id))
 
-    def history(self, instance_id: str, *, execution_id: int | None = None) -> list[HistoryEvent]:
+    def history(self, instance_id: str, *, execution_id: int | None = None) -> HistoryList:
         """The persisted events of an instance's current (or given) execution, with full payloads.
+
+        A ``HistoryList``: a list of ``HistoryEvent`` with ``to_json()`` and ``to_dataframe()``.
 
         Raises:
             InstanceNotFoundError: no such instance.
         """
         self._client_ready()
         if self._reader is None:
-            return self._history_from_client(instance_id, execution_id)
+            return HistoryList(self._history_from_client(instance_id, execution_id))
         events = self._reader.history(instance_id, execution_id)
         if not events and not self._reader.states(instance_id=instance_id):
             raise InstanceNotFoundError(instance_id)
-        return events
+        return HistoryList(events)
 
     def history_rows(self, instance_id: str, *, execution_id: int | None = None) -> tuple[int, list[str]]:
         """The events of one execution exactly as the engine stored them: ``(execution_id, [json text])``.
@@ -934,20 +938,151 @@ class WorkflowRuntime:
         With ``key``, just that entry's value (None if unset); without, a dict of all of them.
 
         Raises:
+            InstanceNotFoundError: no such instance.
             RuntimeStateError: all entries were asked of a PostgreSQL store, whose client can
                 only read one key at a time.
         """
         client = self._client_ready()
         if key is not None:
             raw = client.get_kv_value(instance_id, key)
+            if raw is None and not self._exists(instance_id):
+                raise InstanceNotFoundError(instance_id)
             return loads_lenient(raw) if raw is not None else None
         if self._reader is not None:
-            return self._reader.kv(instance_id)
+            entries = self._reader.kv(instance_id)
+            if not entries and not self._exists(instance_id):
+                raise InstanceNotFoundError(instance_id)
+            return entries
         msg = (
             "Listing all KV entries needs the SQLite store; on PostgreSQL the engine reads one key at a "
             "time: call rt.get_kv(instance_id, key)."
         )
         raise RuntimeStateError(msg)
+
+    # --- deleting ----------------------------------------------------------------------------
+
+    def delete_workflow(
+        self, instance_id: str, *, force: bool = False, timeout: float | timedelta = 10.0
+    ) -> DeleteResult:
+        """Delete a finished instance with its sub-workflows, their history, KV and transcript entries.
+
+        A running (or still queued) instance is refused unless ``force=True``: then it is
+        cancelled first, given up to ``timeout`` seconds to stop, and deleted even if it has not
+        (an activity that was running may still finish; its result is dropped). Sub-workflows go
+        with their root: deleting one directly is refused.
+
+        Example:
+            rt.delete_workflow(iid)                 # finished instances
+            rt.delete_workflow(iid, force=True)     # cancel it first
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            InstanceRunningError: it (or one of its sub-workflows) still runs and ``force`` is not set.
+            PayloadError: it is a sub-workflow; delete its root instead.
+        """
+        delay = _timedelta(timeout, "timeout") or timedelta(0)
+        state = self.get_workflow(instance_id)
+        if state.parent_instance_id:
+            msg = (
+                f"{instance_id!r} is a sub-workflow of {state.parent_instance_id!r}, and sub-workflows are "
+                f"deleted with their root: rt.delete_workflow({state.parent_instance_id!r})."
+            )
+            raise PayloadError(msg)
+        running = not state.status.is_terminal
+        if running and not force:
+            msg = (
+                f"Workflow instance {instance_id!r} is {state.status.value}, so it was not deleted. Cancel it "
+                f"first (rt.cancel_workflow) or pass force=True, which cancels it, waits up to "
+                f"{delay.total_seconds():g} s for it to stop, then deletes it."
+            )
+            raise InstanceRunningError(msg, instance_id=instance_id, status=state.status.value)
+        if running:
+            self.cancel_workflow(instance_id, "deleted")
+            try:
+                self.wait_for_workflow(instance_id, timeout=delay)
+            except WorkflowTimeoutError:
+                pass  # deleted anyway below: force means the caller accepts it
+        return self._delete_tree(instance_id, force=running)
+
+    def purge(
+        self,
+        *,
+        status: str | WorkflowStatus | None = None,
+        older_than: float | timedelta | None = None,
+        name: str | None = None,
+    ) -> DeleteResult:
+        """Delete finished instances in bulk, with their sub-workflows and transcript entries.
+
+        Only finished top-level instances are deleted (``Completed`` and ``Failed`` unless
+        ``status`` picks one); running ones are never touched. With no filter it deletes every
+        finished instance.
+
+        Example:
+            rt.purge(status="Completed", older_than=timedelta(days=7))
+            rt.purge(name="nightly-report")
+
+        Args:
+            status: Only instances in this finished status.
+            older_than: Only instances that last changed at least this long ago (seconds or a timedelta).
+            name: Only instances of this workflow.
+
+        Raises:
+            PayloadError: ``status`` is not a finished status, or ``older_than`` is not a duration.
+        """
+        statuses = [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED]
+        if status is not None:
+            wanted = _status(status)
+            if not wanted.is_terminal:
+                msg = (
+                    f"purge deletes finished instances only, not {wanted.value} ones. To delete a running "
+                    "instance, use rt.delete_workflow(instance_id, force=True)."
+                )
+                raise PayloadError(msg)
+            statuses = [wanted]
+        age = _timedelta(older_than, "older_than")
+        cutoff = datetime.now(timezone.utc) - age if age is not None else None
+        roots: list[str] = []
+        for wanted_status in statuses:
+            for state in self.list_workflows(name=name, status=wanted_status):
+                changed = state.updated_at or state.created_at
+                if state.parent_instance_id is None and (cutoff is None or (changed is not None and changed <= cutoff)):
+                    roots.append(state.instance_id)
+        total = DeleteResult()
+        for root in roots:
+            try:
+                total = total + self._delete_tree(root, force=False)
+            except InstanceRunningError:
+                total = total + DeleteResult(skipped=(root,))
+            except InstanceNotFoundError:
+                pass  # deleted meanwhile (another runtime on this store)
+        return total
+
+    def _delete_tree(self, instance_id: str, *, force: bool) -> DeleteResult:
+        """Delete a root instance and its sub-workflows in the store, then their transcript entries."""
+        client = self._client_ready()
+        ids = tuple(str(i) for i in _retry_locked(lambda: client.get_instance_tree(instance_id)).all_ids)
+        try:
+            result = _retry_locked(lambda: client.delete_instance(instance_id, force))
+        except Exception as exc:
+            text = str(exc)
+            if "not found" in text.lower():
+                raise InstanceNotFoundError(instance_id) from None
+            if "still running" in text.lower():
+                msg = (
+                    f"Workflow instance {instance_id!r} or one of its sub-workflows is still running, so nothing "
+                    f"was deleted ({text}). Cancel it first, or use rt.delete_workflow({instance_id!r}, force=True)."
+                )
+                raise InstanceRunningError(msg, instance_id=instance_id, status="Running") from None
+            msg = f"The engine could not delete {instance_id!r}: {text}"
+            raise EngineError(msg, cause=exc) from exc
+        for iid in ids:
+            self._queued.pop(iid, None)
+        return DeleteResult(
+            instance_ids=ids,
+            executions_deleted=int(result.executions_deleted),
+            events_deleted=int(result.events_deleted),
+            transcript_entries_deleted=self._transcript.delete(ids),
+        )
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -1054,6 +1189,44 @@ def _status(value: str | WorkflowStatus) -> WorkflowStatus:
         valid = ", ".join(s.value for s in WorkflowStatus)
         msg = f"Unknown workflow status {value!r}. Use one of: {valid}."
         raise PayloadError(msg) from None
+
+
+_T = TypeVar("_T")
+
+
+def _retry_locked(call: Callable[[], _T], within: float = 10.0) -> _T:
+    """Run a client call, retrying while SQLite reports the store locked (busy engine writers)."""
+    deadline = time.monotonic() + within
+    pause = 0.02
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            text = str(exc).lower()
+            if "database is locked" not in text or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # bounded backoff: the engine's own transactions hold the lock briefly
+        pause = min(pause * 2, 0.5)
+
+
+def _db_target(db: str | os.PathLike[str] | None) -> str:
+    """The store ``db`` names: the default when None; an empty string or a folder is refused."""
+    if db is None:
+        return str(default_db_path())
+    target = str(db)
+    if not target.strip():
+        msg = (
+            f"db={db!r} names no store (an empty path would mean the current folder). Pass a SQLite file "
+            f"such as db='workflows.db', a postgresql:// URL, or leave db out for the default {default_db_path()}."
+        )
+        raise PayloadError(msg)
+    if not target.startswith(("postgres://", "postgresql://")) and Path(target).expanduser().is_dir():
+        msg = (
+            f"db={target!r} is a folder, not a store file. Name a file in it, e.g. "
+            f"db={str(Path(target) / 'workflows.db')!r}."
+        )
+        raise PayloadError(msg)
+    return target
 
 
 def _positive(value: int, what: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -159,6 +159,24 @@ class TranscriptStore(SidecarDb):
             )
             for row in self._run(select())
         ]
+
+    def delete(self, instance_ids: Iterable[str]) -> int:
+        """Remove every entry of these instances; returns how many were removed."""
+        ids = list(dict.fromkeys(instance_ids))
+        if not ids:
+            return 0
+
+        async def remove() -> int:
+            removed = 0
+            for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                cursor = await self._conn.execute(f"DELETE FROM transcript WHERE instance_id IN ({marks})", chunk)
+                removed += max(0, int(cursor.rowcount))
+            await self._conn.commit()
+            return removed
+
+        return self._run(remove())
 
     def subscribe(self, callback: Callable[[TranscriptEntry], None]) -> Callable[[], None]:
         """Call ``callback`` with each new entry; returns a function that unsubscribes."""

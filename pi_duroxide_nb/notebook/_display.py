@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -93,9 +93,26 @@ def _status_html(status: WorkflowStatus) -> str:
 
 @dataclass(frozen=True)
 class StateView:
-    """One instance, displayed: what ``%workflow status`` and ``%workflow wait`` return."""
+    """One instance, displayed: what ``%workflow status`` and ``%workflow wait`` return.
+
+    It reads like the ``WorkflowState`` it shows: ``st = %workflow wait ID`` then
+    ``st.output``, ``st.status``, ``st.error``, ``st.model_dump()``; ``st.state`` is the state itself.
+    """
 
     state: WorkflowState
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names StateView lacks: every field and method of the state.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return getattr(self.state, name)
+        except AttributeError:
+            msg = f"{type(self).__name__!r} (a WorkflowState's view) has no attribute {name!r}"
+            raise AttributeError(msg) from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(WorkflowState.model_fields))
 
     def __repr__(self) -> str:
         s = self.state
@@ -141,6 +158,12 @@ class StateListView:
 
     def __len__(self) -> int:
         return len(self.states)
+
+    def __iter__(self) -> Iterator[WorkflowState]:
+        return iter(self.states)
+
+    def __getitem__(self, index: int) -> WorkflowState:
+        return self.states[index]
 
     def _more(self) -> str:
         if self.total is None or self.total <= len(self.states):
@@ -204,6 +227,12 @@ class HistoryView:
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def __iter__(self) -> Iterator[HistoryEvent]:
+        return iter(self.events)
+
+    def __getitem__(self, index: int) -> HistoryEvent:
+        return self.events[index]
 
     def __repr__(self) -> str:
         if not self.events:

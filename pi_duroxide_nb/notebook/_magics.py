@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import sys
+from datetime import timedelta
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -19,7 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .._errors import EngineError, PiDuroxideError
 from ..models import WorkflowStatus
 from ._cell import define_workflow
-from ._completion import SUBCOMMANDS, ipython_completer
+from ._completion import SUBCOMMANDS, ipython_completer, workflow_matcher
 from ._display import HistoryView, StateListView, StateView
 from ._session import kernel_runtime, stop_kernel_runtime
 
@@ -35,7 +36,11 @@ _USAGE = """\
 %workflow cancel ID                        cancel it
 %workflow history ID                       its events and a timeline
 %workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
-%workflow replay ID                        open the replay stepper"""
+%workflow replay ID                        open the replay stepper
+%workflow delete ID [--force]              delete a finished instance, its sub-workflows and transcript
+                                           (--force cancels a running one first)
+%workflow purge [--status S] [--older-than AGE] [--name N] [--all]
+                                           delete finished instances in bulk (AGE: 90, 30s, 15m, 12h, 7d)"""
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -49,12 +54,31 @@ def _parse_json(text: str, what: str) -> Any:
             'Write JSON, e.g. {"service": "api"}: keys and strings in double quotes, true/false/null in lower case.'
         )
         raise UsageError(msg) from None
+    except RecursionError:
+        msg = f"{what} is nested too deeply to read. Flatten the JSON (a workflow payload may nest 200 levels)."
+        raise UsageError(msg) from None
+
+
+_WORD_AT = re.compile(r"\s*(?:\"(?P<double>[^\"]*)\"|'(?P<single>[^']*)'|(?P<bare>[^\s\"']\S*))")
 
 
 def _split(text: str, count: int) -> tuple[list[str], str]:
-    """The first ``count`` words of ``text`` and the rest, untouched (JSON keeps its spaces)."""
-    parts = text.strip().split(None, count)
-    return parts[:count], (parts[count] if len(parts) > count else "")
+    """The first ``count`` words of ``text`` and the rest, untouched (JSON keeps its spaces).
+
+    A word may be quoted, as in ``%%workflow "my flow"`` (which ``shlex`` reads): ``"my flow"``
+    is the one word ``my flow``.
+    """
+    text = text.strip()
+    words: list[str] = []
+    pos = 0
+    while len(words) < count and pos < len(text):
+        found = _WORD_AT.match(text, pos)
+        if found is None:
+            msg = f'A quote is not closed in {text[pos:].strip()!r}: write names with spaces as "my flow".'
+            raise UsageError(msg)
+        words.append(next(v for v in found.group("double", "single", "bare") if v is not None))
+        pos = found.end()
+    return words, text[pos:].strip()
 
 
 def _flags(text: str, allowed: tuple[str, ...], usage: str) -> dict[str, str]:
@@ -110,9 +134,13 @@ class WorkflowMagics(Magics):
         In [2]: iid = %workflow start deploy {"service": "api"}
         In [3]: %workflow signal $iid approval {"ok": true}
 
+        In [4]: %workflow delete $iid
+        In [5]: %workflow purge --status Completed --older-than 7d
+
         Python twins: ``pdn.define_workflow(name, source)`` and the methods of
         ``pdn.kernel_runtime()`` (``start_workflow``, ``get_workflow``, ``wait_for_workflow``,
-        ``signal_workflow``, ``cancel_workflow``, ``history``, ``list_workflows``).
+        ``signal_workflow``, ``cancel_workflow``, ``history``, ``list_workflows``,
+        ``delete_workflow``, ``purge``).
         """
         try:
             if cell is not None:
@@ -210,6 +238,18 @@ class WorkflowMagics(Magics):
             runtime.signal_workflow(iid, event, data)
             print(f"Sent {event!r} to {iid}.")
             return None
+        if sub == "delete":
+            (iid, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
+            if not iid:
+                raise UsageError("Give the instance id: %workflow delete ID [--force] (Tab completes ids).")
+            words = rest.split()
+            if any(w != "--force" for w in words):
+                msg = f"Unexpected {rest.strip()!r}. Usage: %workflow delete ID [--force]"
+                raise UsageError(msg)
+            print(runtime.delete_workflow(iid, force=bool(words)))
+            return None
+        if sub == "purge":
+            return self._purge(runtime, rest)
         if sub == "list":
             usage = "%workflow list [--name NAME] [--status STATUS] [--limit N]"
             flags = _flags(rest, ("--name", "--status", "--limit"), usage)
@@ -224,6 +264,20 @@ class WorkflowMagics(Magics):
         hint = f"Unknown subcommand {sub!r}. " if sub else ""
         msg = f"{hint}Use one of: {', '.join(SUBCOMMANDS)}.\n{_USAGE}"
         raise UsageError(msg)
+
+    def _purge(self, runtime: Any, rest: str) -> None:
+        usage = "%workflow purge [--status STATUS] [--older-than AGE] [--name NAME] [--all]"
+        without_all = re.sub(r"(?<!\S)--all(?!\S)", " ", rest)
+        everything = without_all != rest
+        flags = _flags(without_all, ("--status", "--older-than", "--name"), usage)
+        if not flags and not everything:
+            msg = (
+                "Say what to purge: --status Completed, --older-than 7d, --name NAME (combined as AND), "
+                f"or --all for every finished instance. Usage: {usage}"
+            )
+            raise UsageError(msg)
+        age = _duration(flags["--older-than"]) if "--older-than" in flags else None
+        print(runtime.purge(status=flags.get("--status"), older_than=age, name=flags.get("--name")))
 
     @line_magic("workflows")
     def workflows(self, line: str) -> Any:
@@ -277,6 +331,19 @@ def _expand_names(line: str, namespace: dict[str, Any]) -> str:
     return _DOLLAR_NAME.sub(lambda m: str(namespace[m.group(1)]) if m.group(1) in namespace else m.group(0), line)
 
 
+_DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> timedelta:
+    """``90``, ``30s``, ``15m``, ``12h`` or ``7d`` as a timedelta (a bare number is seconds)."""
+    found = _DURATION.match(text.strip().lower())
+    if found is None:
+        msg = f"--older-than takes an age like 90 (seconds), 30s, 15m, 12h or 7d, not {text!r}."
+        raise UsageError(msg)
+    return timedelta(seconds=float(found["n"]) * _UNIT_SECONDS[found["unit"] or "s"])
+
+
 def _number(text: str, flag: str) -> float:
     try:
         value = float(text)
@@ -294,6 +361,7 @@ def load(shell: Any) -> None:
     shell.register_magics(WorkflowMagics)
     for key in _COMPLETER_KEYS:
         shell.set_hook("complete_command", ipython_completer, str_key=key)
+    _add_matcher(shell)
     print(
         f"pi_duroxide_nb: workflow runtime on {runtime.db} "
         "(%workflow_config --db PATH to change; %workflows for the dashboard)",
@@ -311,3 +379,18 @@ def unload(shell: Any) -> None:
     if dispatcher is not None:
         for key in _COMPLETER_KEYS:
             dispatcher.strs.pop(key, None)
+    completer = getattr(shell, "Completer", None)
+    if completer is not None and hasattr(completer, "custom_matchers"):
+        completer.custom_matchers[:] = [m for m in completer.custom_matchers if m is not _MATCHER]
+
+
+_MATCHER = workflow_matcher()
+
+
+def _add_matcher(shell: Any) -> None:
+    """Answer ``%workflow`` completions alone (the hook's are merged with Python keywords)."""
+    completer = getattr(shell, "Completer", None)
+    if _MATCHER is None or completer is None or not hasattr(completer, "custom_matchers"):
+        return
+    if _MATCHER not in completer.custom_matchers:
+        completer.custom_matchers.insert(0, _MATCHER)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._errors import InstanceNotFoundError, PiDuroxideError, WorkflowTimeoutError
+from .._errors import InstanceNotFoundError, PiDuroxideError, RuntimeStateError, WorkflowTimeoutError
 from ..models import WorkflowState, WorkflowStatus
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ class WorkflowTool:
             return _error(
                 f"Invalid arguments for {self.name}: {_explain(exc)}. Expected: {json.dumps(self.parameters)}"
             )
+        except RecursionError:
+            return _error(f"Invalid arguments for {self.name}: nested too deeply to read; flatten the JSON.")
         try:
             details = self.run(parsed)
         except PiDuroxideError as exc:
@@ -141,6 +143,51 @@ def state_json(state: WorkflowState) -> dict[str, Any]:
     }
 
 
+KV_LIMIT_CHARS = 4000
+"""Most JSON characters of KV entries ``get-workflow`` and ``wait-for-workflow`` return per instance."""
+KV_LIMIT_CHARS_LISTED = 1000
+"""The same for each instance of ``list-workflows``."""
+_KV_KEYS_NAMED = 50
+
+
+def kv_json(runtime: WorkflowRuntime, instance_id: str, limit: int) -> dict[str, Any]:
+    """An instance's KV entries for a tool result: ``{"kv": {...}}``, bounded to ``limit`` characters.
+
+    Entries are taken in key order while their JSON fits; ones that do not are left out and
+    ``kvTruncated`` says how many, which keys, and the limit. On PostgreSQL, where the engine
+    cannot list keys, ``kv`` is ``None`` and ``kvNote`` says why.
+    """
+    try:
+        entries = runtime.get_kv(instance_id)
+    except RuntimeStateError:
+        return {"kv": None, "kvNote": "This store (PostgreSQL) cannot list KV entries; they are not shown."}
+    except InstanceNotFoundError:
+        entries = {}
+    shown: dict[str, Any] = {}
+    omitted: list[str] = []
+    used = 2  # the braces
+    for key in sorted(entries):
+        size = len(json.dumps({key: entries[key]}, default=str)) - 2 + (2 if shown else 0)  # ", " between entries
+        if used + size <= limit:
+            shown[key] = entries[key]
+            used += size
+        else:
+            omitted.append(key)
+    result: dict[str, Any] = {"kv": shown}
+    if omitted:
+        result["kvTruncated"] = {
+            "shownKeys": len(shown),
+            "totalKeys": len(entries),
+            "omittedKeys": omitted[:_KV_KEYS_NAMED],
+            "limitChars": limit,
+            "note": (
+                f"{len(omitted)} KV entr{'y was' if len(omitted) == 1 else 'ies were'} left out to keep this "
+                f"result under {limit} characters."
+            ),
+        }
+    return result
+
+
 def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
     """The five workflow tools bound to ``runtime``.
 
@@ -153,15 +200,18 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
     def start(a: StartWorkflowArgs) -> Any:
         return {"instanceId": runtime.start_workflow(a.name, a.input, instance_id=a.id)}
 
+    def with_kv(state: WorkflowState, limit: int = KV_LIMIT_CHARS) -> dict[str, Any]:
+        return {**state_json(state), **kv_json(runtime, state.instance_id, limit)}
+
     def get(a: GetWorkflowArgs) -> Any:
         try:
-            return state_json(runtime.get_workflow(a.instanceId))
+            return with_kv(runtime.get_workflow(a.instanceId))
         except InstanceNotFoundError:
             return {"instanceId": a.instanceId, "status": "not_found"}
 
     def list_(a: ListWorkflowsArgs) -> Any:
         status = WorkflowStatus(a.status) if a.status else None
-        return [state_json(s) for s in runtime.list_workflows(name=a.name, status=status)]
+        return [with_kv(s, KV_LIMIT_CHARS_LISTED) for s in runtime.list_workflows(name=a.name, status=status)]
 
     def signal(a: SignalWorkflowArgs) -> Any:
         runtime.signal_workflow(a.instanceId, a.eventName, a.data)
@@ -169,9 +219,9 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
 
     def wait(a: WaitForWorkflowArgs) -> Any:
         try:
-            return state_json(runtime.wait_for_workflow(a.instanceId, timeout=timedelta(milliseconds=a.timeoutMs)))
+            return with_kv(runtime.wait_for_workflow(a.instanceId, timeout=timedelta(milliseconds=a.timeoutMs)))
         except WorkflowTimeoutError:
-            return {**state_json(runtime.get_workflow(a.instanceId)), "timedOut": True}
+            return {**with_kv(runtime.get_workflow(a.instanceId)), "timedOut": True}
 
     names = runtime.registry.workflow_names()
     listing = ", ".join(names) if names else "none yet"
@@ -184,13 +234,15 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
         ),
         WorkflowTool(
             "get-workflow",
-            "Get the status, output, and custom status of a workflow instance ('not_found' for unknown ids).",
+            "Get the status, output, custom status and KV store entries of a workflow instance "
+            "('not_found' for unknown ids).",
             GetWorkflowArgs,
             get,
         ),
         WorkflowTool(
             "list-workflows",
-            "List workflow instances with their full state, optionally filtered by name and status.",
+            "List workflow instances with their full state and KV store entries, optionally filtered by name "
+            "and status.",
             ListWorkflowsArgs,
             list_,
         ),
@@ -202,7 +254,7 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
         ),
         WorkflowTool(
             "wait-for-workflow",
-            "Block until a workflow completes and return its full state including output "
+            "Block until a workflow completes and return its full state including output and KV store entries "
             "(with timedOut: true if it is still running after timeoutMs).",
             WaitForWorkflowArgs,
             wait,

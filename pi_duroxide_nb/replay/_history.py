@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["RecordedEvent", "ReplayHistory", "kv_after", "load_history", "parse_text"]
 
 _FORMAT = "pi_duroxide_nb.replay.history/1"
+_EVENTS_FORMAT = "pi_duroxide_nb.history/1"
+"""The format of ``rt.history(iid).to_json()`` (``HistoryList``), which loads too."""
 _SYSCALL_PREFIX = "__duroxide_syscall:"
 _PAYLOAD_KEYS = ("result", "output", "data")
 _STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -175,7 +177,11 @@ class RecordedEvent:
         values gives the same text back; the engine's syscalls store raw text, kept as is.
         """
         input_text: str | None = None
-        if event.input is not None or event.kind in ("OrchestrationStarted", "ActivityScheduled"):
+        if event.input is not None or event.kind in (
+            "OrchestrationStarted",
+            "ActivityScheduled",
+            "SubOrchestrationScheduled",
+        ):
             if event.kind == "ActivityScheduled" and (event.name or "").startswith(_SYSCALL_PREFIX):
                 input_text = event.input if isinstance(event.input, str) else json.dumps(event.input)
             else:
@@ -398,12 +404,20 @@ class ReplayHistory:
 
     @classmethod
     def from_json(cls, text: str) -> ReplayHistory:
-        """Parse ``to_json()`` output (or a bare list of stored rows)."""
+        """Parse ``to_json()`` output, a bare list of stored rows, or ``rt.history(iid).to_json()`` output."""
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             msg = f"The history file is not JSON ({exc}). Write it with ReplayHistory.save."
             raise PayloadError(msg, cause=exc) from exc
+        if _is_event_export(doc):  # rt.history(iid).to_json(): typed events, not stored rows
+            items = doc["events"] if isinstance(doc, dict) else doc
+            try:
+                events = [HistoryEvent.model_validate(item) for item in items]
+            except ValueError as exc:
+                msg = f"The history file holds events that do not read back ({exc}). Export it again."
+                raise PayloadError(msg, cause=exc) from exc
+            return cls.from_events(events)
         if isinstance(doc, list):
             return cls.from_rows(doc)
         if not isinstance(doc, dict) or "events" not in doc:
@@ -426,6 +440,17 @@ class ReplayHistory:
             msg = f"Cannot read the history file {str(path)!r}: {exc.strerror or exc}. Check the path."
             raise PayloadError(msg, cause=exc) from exc
         return cls.from_json(text)
+
+
+def _is_event_export(doc: Any) -> bool:
+    """True for ``HistoryList.to_json()`` output (events with ``kind``), as opposed to stored rows (``type``)."""
+    if isinstance(doc, dict):
+        if doc.get("format") == _EVENTS_FORMAT:
+            return True
+        doc = doc.get("events")
+    return (
+        isinstance(doc, list) and bool(doc) and isinstance(doc[0], dict) and "kind" in doc[0] and "type" not in doc[0]
+    )
 
 
 def kv_after(events: Iterable[RecordedEvent], start: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..._errors import PayloadError, PiDuroxideError
 from ...engine import RuntimeState, WorkflowRuntime
-from ...models import HistoryEvent, WorkflowState, WorkflowStatus
+from ...models import DeleteResult, HistoryEvent, WorkflowState, WorkflowStatus
 from .._display import TimelineBar, timeline_bars
 
 __all__ = [
@@ -112,6 +112,9 @@ def parse_json_field(text: str, what: str, *, empty: Any = None) -> Any:
             f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}). "
             'Write JSON, e.g. {"service": "api"}: double-quoted strings, true/false/null in lower case.'
         )
+        raise PayloadError(msg) from None
+    except RecursionError:
+        msg = f"{what} is nested too deeply to read. Flatten the JSON (a workflow payload may nest 200 levels)."
         raise PayloadError(msg) from None
 
 
@@ -224,6 +227,12 @@ class DashboardController:
         if not instance_id:
             raise PayloadError("Select an instance to cancel first.")
         self.runtime.cancel_workflow(instance_id, "cancelled from the dashboard")
+
+    def delete(self, instance_id: str, *, force: bool = False) -> DeleteResult:
+        """Delete an instance with its sub-workflows and transcript entries (``force`` cancels a running one)."""
+        if not instance_id:
+            raise PayloadError("Select an instance to delete first.")
+        return self.runtime.delete_workflow(instance_id, force=force)
 
     def replay(self, instance_id: str) -> Any:
         """Open the replay stepper on an instance."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import html
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..._errors import PiDuroxideError
+from ..._errors import PayloadError, PiDuroxideError
 from ...engine import WorkflowRuntime
-from ...models import WorkflowState, WorkflowStatus
+from ...models import HistoryList, WorkflowState, WorkflowStatus
 from .._display import (
     StateView,
     format_duration,
@@ -135,6 +137,20 @@ class WorkflowDashboard(widgets.VBox):
         self.signal_button = _button("Raise event", "Send the event to the selected instance", "primary")
         self.cancel_button = _button("Cancel", "Cancel the selected instance", "danger")
         self.replay_button = _button("Replay", "Open the replay stepper on the selected instance")
+        self.delete_button = _button(
+            "Delete", "Delete the selected instance with its sub-workflows and transcript (asks first)", "danger"
+        )
+        self.delete_prompt = widgets.HTML()
+        self.delete_confirm_button = _button("Delete", "Yes: delete it for good", "danger")
+        self.delete_keep_button = _button("Keep", "No: keep the instance")
+        self.delete_box = widgets.HBox(
+            [self.delete_prompt, self.delete_confirm_button, self.delete_keep_button],
+            layout=widgets.Layout(display="none"),
+        )
+        self.pending_delete: tuple[str, bool] | None = None
+        """The instance the confirmation asks about, and whether it still runs (then it is cancelled first)."""
+        self.download_html = widgets.HTML()
+        self._download_key: tuple[Any, ...] | None = None
         self.start_name = widgets.Dropdown(options=[], description="workflow")
         self.start_input = widgets.Textarea(value="{}", description="input")
         self.start_button = _button("Start", "Start an instance with this JSON input", "success")
@@ -161,7 +177,9 @@ class WorkflowDashboard(widgets.VBox):
                 section("Selected instance"),
                 self.detail_html,
                 widgets.HBox([self.event_name, self.event_payload]),
-                widgets.HBox([self.signal_button, self.cancel_button, self.replay_button]),
+                widgets.HBox([self.signal_button, self.cancel_button, self.replay_button, self.delete_button]),
+                self.delete_box,
+                self.download_html,
                 self.history_html,
                 self.replay_box,
                 section("Start a workflow"),
@@ -180,6 +198,9 @@ class WorkflowDashboard(widgets.VBox):
         self.signal_button.on_click(lambda _: self._act(self._signal))
         self.cancel_button.on_click(lambda _: self._act(self._cancel))
         self.replay_button.on_click(lambda _: self._act(self._replay))
+        self.delete_button.on_click(lambda _: self._act(self._ask_delete))
+        self.delete_confirm_button.on_click(lambda _: self._act(self._delete))
+        self.delete_keep_button.on_click(lambda _: self._act(self._keep))
         self.start_button.on_click(lambda _: self._act(self._start))
         self.live_toggle.observe(self._on_live, names="value")
 
@@ -327,10 +348,24 @@ class WorkflowDashboard(widgets.VBox):
         if history is None:
             self.detail_html.value = "<i>Select an instance to see its history and timeline.</i>"
             self.history_html.value = ""
+            self._render_download(None)
             return
         bars = timeline_html(history.bars)
         self.detail_html.value = StateView(history.state)._repr_html_() + bars
         self.history_html.value = history_table_html(history.events)
+        self._render_download(history)
+
+    def _render_download(self, history: HistorySnapshot | None) -> None:
+        """A link that saves the selected history as JSON (``rt.history(id).to_json()``), made in the kernel."""
+        if history is None:
+            self._download_key, self.download_html.value = None, ""
+            return
+        last = history.events[-1].event_id if history.events else 0
+        key = (history.state.instance_id, history.state.execution_id, len(history.events), last)
+        if key == self._download_key:
+            return  # the same events: keep the link instead of encoding them again
+        self._download_key = key
+        self.download_html.value = download_link_html(history.state.instance_id, HistoryList(history.events))
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -341,6 +376,14 @@ class WorkflowDashboard(widgets.VBox):
 
     def select(self, instance_id: str | None) -> None:
         """Show an instance's state, history and timeline (``None`` clears the selection)."""
+        if self.pending_delete is not None and self.pending_delete[0] != instance_id:
+            self._hide_delete()  # a confirmation is for the row it was asked on
+        if instance_id is None and self.instances.value is not None:
+            self._updating = True
+            try:
+                self.instances.index = None
+            finally:
+                self._updating = False
         if instance_id is not None and self.instances.value != instance_id:
             if instance_id in [v for _, v in self.instances.options]:
                 self._updating = True
@@ -396,6 +439,42 @@ class WorkflowDashboard(widgets.VBox):
         iid = self._selected()
         self.controller.cancel(iid)
         return f"Cancel requested for {iid}."
+
+    def _ask_delete(self) -> str:
+        iid = self._selected()
+        if not iid:
+            raise PayloadError("Select an instance to delete first.")
+        history = self.selected_history
+        running = history is not None and history.state.instance_id == iid and not history.state.status.is_terminal
+        what = f"<b>{html.escape(iid)}</b>, its sub-workflows, history, KV entries and transcript entries"
+        if running:
+            self.delete_prompt.value = f"{what} will be deleted for good. It is still running: it is cancelled first."
+            self.delete_confirm_button.description = "Cancel and delete"
+        else:
+            self.delete_prompt.value = f"Delete {what}? This cannot be undone."
+            self.delete_confirm_button.description = "Delete"
+        self.pending_delete = (iid, running)
+        self.delete_box.layout.display = "flex"
+        return f"Confirm to delete {iid}."
+
+    def _hide_delete(self) -> None:
+        self.pending_delete = None
+        self.delete_box.layout.display = "none"
+
+    def _delete(self) -> str:
+        pending, self.pending_delete = self.pending_delete, None
+        self._hide_delete()
+        if pending is None:
+            raise PayloadError("Nothing to delete: click Delete on a selected instance first.")
+        iid, running = pending
+        result = self.controller.delete(iid, force=running)
+        self.select(None)
+        return str(result)
+
+    def _keep(self) -> str:
+        pending = self.pending_delete
+        self._hide_delete()
+        return f"Kept {pending[0]}." if pending else ""
 
     def _replay(self) -> str:
         iid = self._selected()
@@ -461,6 +540,27 @@ def _transcript_html(snap: DashboardSnapshot) -> str:
         for m in snap.transcript
     ]
     return f"<div class='pdn-scroll'>{_table_html(rows)}</div>"
+
+
+_DOWNLOAD_LIMIT = 5_000_000
+"""Histories whose JSON is larger are not put in a link (it would travel with every widget update)."""
+
+
+def download_link_html(instance_id: str, events: HistoryList) -> str:
+    """An HTML link whose ``data:`` URL holds the history JSON; the browser saves it on click."""
+    text = events.to_json()
+    if len(text) > _DOWNLOAD_LIMIT:
+        return (
+            f"<i>The history is {len(text) / 1e6:.1f} MB of JSON, too large for a link here: save it with "
+            f"<code>rt.history({html.escape(repr(instance_id))}).to_json()</code>.</i>"
+        )
+    filename = re.sub(r"[^\w.-]+", "_", instance_id) + ".history.json"
+    data = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return (
+        f'<a download="{html.escape(filename)}" href="data:application/json;base64,{data}" '
+        f'title="rt.history(id).to_json(); pdn.ReplayHistory.load(path) replays it">⬇ download history JSON</a> '
+        f"<small>({len(events)} events)</small>"
+    )
 
 
 def dashboard(
