@@ -76,6 +76,8 @@ from .pi import (
     ModelError,
     OpenAIModel,
     PiHost,
+    PiProcessError,
+    PiRpcHost,
     ScriptedModel,
     Skill,
     SkillNotFoundError,
@@ -136,6 +138,7 @@ __all__ = [
     "ToolResult",
     # The pi host: models, messages, tools, skills, agent
     "PiHost",
+    "PiRpcHost",
     "ChatModel",
     "ScriptedModel",
     "OpenAIModel",
@@ -191,6 +194,7 @@ __all__ = [
     "ToolError",
     "ToolDeniedError",
     "SkillNotFoundError",
+    "PiProcessError",
     # Replay
     "ReplayStepper",
     "ReplayStep",
