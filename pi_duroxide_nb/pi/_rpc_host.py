@@ -241,11 +241,10 @@ class PiRpcHost:
         env: Variables added to the environment pi gets (``PI_OFFLINE=1``, ``PI_CODING_AGENT_DIR``...).
         tools: The built-in tools pi may use (``--tools``) and ``ctx.pi.tool`` may run; None: pi's
             defaults for its agent (read, bash, edit, write) and all seven for ``ctx.pi.tool``.
-        keep_context: False (the default): the model sees only the current ``prompt`` or ``skill``
-            turn, so an answer depends only on its input, as with ``PiHost`` (pi still keeps the
-            earlier turns in its memory until it is closed). True: the turns continue one
-            conversation, in which ``send_message`` contents are context for later turns (it starts
-            empty again whenever pi is restarted). Read when pi starts.
+        keep_context: False (the default): each ``prompt`` and ``skill`` turn starts from the root
+            of pi's session tree (as pi's ``/tree`` does), so an answer depends only on its input, as
+            with ``PiHost``. True: the turns continue one conversation, in which ``send_message``
+            contents are context for later turns (it starts empty again whenever pi is restarted).
         timeout: How long one call may take (seconds or a timedelta); then pi is stopped and the
             call fails; the next call starts a new pi.
         start_timeout: How long pi may take to start.
@@ -418,11 +417,6 @@ class PiRpcHost:
             msg = f"PiRpcHost: pi did not start ({' '.join(argv)}): {exc.message}{hint}"
             raise PiProcessError(msg, stderr=tail, returncode=proc.proc.returncode, cause=exc) from exc
         self._state = state.get("data") if isinstance(state.get("data"), dict) else None
-        try:
-            self._bridge(proc, "configure", {"fresh": not self.keep_context}, "starting pi")
-        except PiProcessError:
-            proc.kill()
-            raise
         self._proc = proc
         return proc
 
@@ -522,8 +516,8 @@ class PiRpcHost:
             proc = self._ensure()
             if message.startswith("/"):
                 self._refuse_extension_command(proc, message, what)
-            if options:
-                self._bridge(proc, "turn", options, what)
+            if options or not self.keep_context:
+                self._bridge(proc, "turn", {"fresh": not self.keep_context, **options}, what)
             return self._prompt_events(proc, message, what)
 
     def _refuse_extension_command(self, proc: _PiProcess, message: str, what: str) -> None:

@@ -12,11 +12,12 @@
  *   are checked against the tool's schema (PiRpcHost applies its own allow-list before asking).
  * - llm: one model call without an agent loop, on the session's model (or "provider/id"), with
  *   pi's API key resolution; tools are offered only when asked.
- * - turn: options for the next prompt (system prompt, active tools, model), undone at agent_end.
+ * - turn: prepares the next prompt. "fresh": go back to the start of the session tree (pi's
+ *   /tree navigation, without a summary), so the model sees only the new turn; pi's `new_session`
+ *   would reload every extension for each turn (and with --no-session pi 0.73 writes its session
+ *   files into cwd). Options for that turn (system prompt, active tools, model) are undone at
+ *   agent_end.
  * - send: append a custom message to the session (customType "workflow_message").
- * - configure: {"fresh": true} makes each turn's model context start at the turn's own prompt (the
- *   last user message), so an answer does not depend on earlier turns; pi's `new_session` would
- *   reload every extension per turn (and, with --no-session, pi 0.73 writes session files into cwd).
  */
 
 import type { ExtensionAPI } from "@mariozechner/pi-coding-agent";
@@ -53,7 +54,6 @@ export default async function (pi: ExtensionAPI) {
 	const ai = await importFirst(["@mariozechner/pi-ai", "@earendil-works/pi-ai"]);
 
 	let pendingSystemPrompt: string | undefined;
-	let fresh = false;
 	let restore: (() => Promise<void>) | undefined;
 
 	function findModel(ctx: any, spec: string | undefined): any {
@@ -174,6 +174,19 @@ export default async function (pi: ExtensionAPI) {
 
 	async function prepareTurn(input: any, ctx: any): Promise<unknown> {
 		if (restore) await restore();
+		if (input.fresh) {
+			// Navigating to the first user (or custom) message puts the leaf on its parent: the
+			// branch then holds no messages, and the next prompt starts a new root.
+			const first = ctx.sessionManager
+				.getBranch()
+				.find((e: any) => (e.type === "message" && e.message.role === "user") || e.type === "custom_message");
+			if (first) {
+				const moved = await ctx.navigateTree(first.id, { summarize: false });
+				if (moved.cancelled) {
+					throw new BridgeError("an extension cancelled going back to the start of pi's session", "ProtocolError");
+				}
+			}
+		}
 		const undo: Array<() => Promise<void> | void> = [];
 		if (input.systemPrompt != null) {
 			pendingSystemPrompt = String(input.systemPrompt);
@@ -215,19 +228,6 @@ export default async function (pi: ExtensionAPI) {
 		return undefined;
 	});
 
-	pi.on("context", async (event) => {
-		if (!fresh) return undefined;
-		const messages = event.messages as any[];
-		let start = -1;
-		for (let i = messages.length - 1; i >= 0; i--) {
-			if (messages[i].role === "user") {
-				start = i;
-				break;
-			}
-		}
-		return start > 0 ? { messages: messages.slice(start) } : undefined;
-	});
-
 	pi.on("agent_end", async () => {
 		if (restore) await restore();
 	});
@@ -250,10 +250,6 @@ export default async function (pi: ExtensionAPI) {
 						break;
 					case "turn":
 						result = await prepareTurn(input, ctx);
-						break;
-					case "configure":
-						fresh = Boolean(input.fresh);
-						result = { fresh };
 						break;
 					case "send": {
 						const content = typeof input.content === "string" ? input.content : JSON.stringify(input.content);
