@@ -510,11 +510,13 @@ class PiRpcHost:
         model = self.model_info
         return str(model.get("provider")) if model else (self._provider or "pi")
 
-    def _turn(self, message: str, options: dict[str, Any], what: str) -> tuple[list[dict[str, Any]], list[Any]]:
+    def _turn(
+        self, message: str, options: dict[str, Any], what: str, *, check_command: bool = True
+    ) -> tuple[list[dict[str, Any]], list[Any]]:
         """One agent turn on ``message``; returns pi's messages and the tool calls it ran."""
         with self._lock:
             proc = self._ensure()
-            if message.startswith("/"):
+            if check_command and message.startswith("/"):
                 self._refuse_extension_command(proc, message, what)
             if options or not self.keep_context:
                 self._bridge(proc, "turn", {"fresh": not self.keep_context, **options}, what)
@@ -540,14 +542,20 @@ class PiRpcHost:
         ran: list[Any] = []
         probe: str | None = None
         retrying = False
+        accepted = False
         while True:
             item = self._next(proc, inbox, deadline, what)
             if not isinstance(item, dict):
                 continue
             kind = item.get("type")
-            if kind == "response" and item.get("id") == rid and not item.get("success"):
-                error = str(item.get("error"))
-                raise ModelError(f"{what}: pi did not start the turn: {error}", provider=self._provider_name())
+            if kind == "response" and item.get("id") == rid:
+                if not item.get("success"):
+                    error = str(item.get("error"))
+                    raise ModelError(f"{what}: pi did not start the turn: {error}", provider=self._provider_name())
+                accepted = True  # pi answers before the turn's first event
+                continue
+            if not accepted:
+                continue  # left over from before this call
             if kind == "tool_execution_start":
                 started[str(item.get("toolCallId"))] = item
             elif kind == "tool_execution_end":
@@ -653,7 +661,7 @@ class PiRpcHost:
             ]
             raise SkillNotFoundError(name, searched=searched, found=list(skills))
         message = f"/skill:{name} {text}" if text else f"/skill:{name}"
-        messages, ran = self._turn(message, {}, "ctx.pi.skill")
+        messages, ran = self._turn(message, {}, "ctx.pi.skill", check_command=False)
         _record(ran)
         final = self._final(messages, "ctx.pi.skill")
         return _text(final)

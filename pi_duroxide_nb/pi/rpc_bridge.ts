@@ -81,13 +81,22 @@ export default async function (pi: ExtensionAPI) {
 		return found;
 	}
 
+	let settingsFor: { cwd: string; settings: any } | undefined;
+	function settings(ctx: any): any {
+		// Read once, as pi reads its own settings once at start.
+		if (settingsFor?.cwd !== ctx.cwd) {
+			settingsFor = { cwd: ctx.cwd, settings: agent.SettingsManager.create(ctx.cwd, agent.getAgentDir()) };
+		}
+		return settingsFor.settings;
+	}
+
 	function toolDefinitions(ctx: any): Record<string, any> {
-		const settings = agent.SettingsManager.create(ctx.cwd, agent.getAgentDir());
+		const s = settings(ctx);
 		return {
-			read: agent.createReadToolDefinition(ctx.cwd, { autoResizeImages: settings.getImageAutoResize() }),
+			read: agent.createReadToolDefinition(ctx.cwd, { autoResizeImages: s.getImageAutoResize() }),
 			bash: agent.createBashToolDefinition(ctx.cwd, {
-				commandPrefix: settings.getShellCommandPrefix(),
-				shellPath: settings.getShellPath(),
+				commandPrefix: s.getShellCommandPrefix(),
+				shellPath: s.getShellPath(),
 			}),
 			edit: agent.createEditToolDefinition(ctx.cwd),
 			write: agent.createWriteToolDefinition(ctx.cwd),
@@ -161,6 +170,8 @@ export default async function (pi: ExtensionAPI) {
 				headers: auth.headers,
 				temperature: options.temperature ?? undefined,
 				maxTokens: options.maxTokens ?? undefined,
+				// the provider-level timeout and retries pi's own model calls use
+				...settings(ctx).getProviderRetrySettings(),
 			},
 		);
 		if (reply.stopReason === "error" || reply.stopReason === "aborted") {
