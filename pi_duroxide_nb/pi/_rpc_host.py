@@ -382,12 +382,14 @@ class PiRpcHost:
                 raise PiProcessError(msg)
             argv[0] = found
         exe = Path(argv[0])
-        if exe.is_file() and len(argv) > 0 and not argv[0].endswith(("node", "node.exe")):
+        if exe.is_file() and exe.name not in ("node", "node.exe"):
             try:
-                head = exe.read_bytes()[:128]
+                with exe.open("rb") as f:
+                    first_line = f.read(256).split(b"\n", 1)[0]
             except OSError:
-                head = b""
-            if head.startswith(b"#!") and b"node" in head.split(b"\n", 1)[0]:
+                first_line = b""
+            # npm's `pi` is a Node script (#!/usr/bin/env node); pi's standalone binary needs no Node.
+            if first_line.startswith(b"#!") and b"node" in first_line:
                 path = self._env.get("PATH", os.environ.get("PATH"))
                 if shutil.which("node", path=path) is None:
                     msg = f"PiRpcHost: {argv[0]} needs Node.js, which was not found on PATH. {_NODE_HINT}"
@@ -407,14 +409,21 @@ class PiRpcHost:
         try:
             state = self._request(proc, {"type": "get_state"}, self.start_timeout, "starting pi")
         except PiProcessError as exc:
+            timed_out = proc.alive()
             proc.kill()
             tail = proc.stderr_tail()
+            low = tail.lower()
             hint = ""
-            if "node" in tail.lower() and ("not found" in tail.lower() or "no such file" in tail.lower()):
+            if "node" in low and ("not found" in low or "no such file" in low):
                 hint = f" {_NODE_HINT}"
             elif "SyntaxError" in tail or "ERR_REQUIRE_ESM" in tail or "Unsupported engine" in tail:
                 hint = f" Is Node.js too old? {_NODE_HINT}"
-            msg = f"PiRpcHost: pi did not start ({' '.join(argv)}): {exc.message}{hint}"
+            if timed_out or proc.proc.returncode == -9:
+                why = f"it did not answer within {self.start_timeout:g} s (PiRpcHost(start_timeout=...))"
+            else:
+                why = f"it exited with code {proc.proc.returncode}"
+            note = f"\npi's stderr (last lines):\n{tail}" if tail else " (nothing on stderr)"
+            msg = f"PiRpcHost: pi did not start ({' '.join(argv)}): {why}.{hint}{note}"
             raise PiProcessError(msg, stderr=tail, returncode=proc.proc.returncode, cause=exc) from exc
         self._state = state.get("data") if isinstance(state.get("data"), dict) else None
         self._proc = proc
