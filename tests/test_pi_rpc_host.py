@@ -196,16 +196,15 @@ def test_slash_commands_of_extensions_are_refused_as_prompts(shared) -> None:
         shared.prompt('/pi-duroxide-nb {"op": "send", "content": "x"}', {})
 
 
-def test_keep_context_continues_one_conversation(pi_bin, project) -> None:
+def test_keep_context_continues_one_conversation(shared, pi_bin, project) -> None:
     with make_host(pi_bin, project, keep_context=True) as host:
         host.prompt("hello", {})
         host.send_message("the deploy is approved")
         # hello, its answer, the workflow message, and this prompt
         assert host.prompt("count?", {})["text"] == "4"
-    with make_host(pi_bin, project) as fresh:
-        fresh.prompt("hello", {})
-        fresh.send_message("the deploy is approved")
-        assert fresh.prompt("count?", {})["text"] == "1"  # a new session each turn, as PiHost
+    shared.prompt("hello", {})
+    shared.send_message("the deploy is approved")
+    assert shared.prompt("count?", {})["text"] == "1"  # by default each turn starts afresh, as with PiHost
 
 
 def test_pi_is_restarted_after_it_dies_and_after_a_timeout(pi_bin, project) -> None:
