@@ -184,6 +184,16 @@ def test_dialogs_are_answered_or_cancelled(shared) -> None:
     assert confirmed["text"] == "done: hi\n"
     assert [(r["method"], r["title"], r["message"]) for r in seen] == [("confirm", "Run bash?", "echo hi")]
 
+    def broken(request: dict) -> dict:
+        raise RuntimeError("the person left")
+
+    for handler in (broken, lambda request: True):  # a failing or wrong answer cancels the dialog
+        shared.on_ui_request = handler
+        try:
+            assert shared.prompt('call bash {"command": "echo hi"}', {})["text"] == "done: bash was not confirmed"
+        finally:
+            shared.on_ui_request = None
+
 
 def test_pi_retries_and_the_turn_keeps_only_the_answer(shared) -> None:
     turn = shared.prompt("flaky: deploy", {})

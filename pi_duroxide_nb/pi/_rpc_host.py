@@ -196,6 +196,9 @@ class _PiProcess:
                 self._stderr.append(f"[PiRpcHost] on_ui_request raised {type(exc).__name__}: {exc}; cancelled")
                 answer = None
         response: dict[str, Any] = {"type": "extension_ui_response", "id": request.get("id")}
+        if answer is not None and not isinstance(answer, dict):
+            self._stderr.append(f"[PiRpcHost] on_ui_request returned {answer!r}, not a dict or None; cancelled")
+            answer = None
         if answer is None:
             response["cancelled"] = True
         else:
