@@ -91,6 +91,8 @@ from .pi import (
     ModelError,
     OpenAIModel,
     PiHost,
+    PiProcessError,
+    PiRpcHost,
     ScriptedModel,
     Skill,
     SkillNotFoundError,
@@ -151,6 +153,7 @@ __all__ = [
     "ToolResult",
     # The pi host: models, messages, tools, skills, agent
     "PiHost",
+    "PiRpcHost",
     "ChatModel",
     "ScriptedModel",
     "OpenAIModel",
@@ -213,6 +216,7 @@ __all__ = [
     "ToolError",
     "ToolDeniedError",
     "SkillNotFoundError",
+    "PiProcessError",
     # Replay
     "ReplayStepper",
     "ReplayStep",

@@ -79,3 +79,14 @@ def make_runtime(registry: pdn.WorkflowRegistry, db_path: Path) -> Iterator[Call
 @pytest.fixture
 def rt(make_runtime: Callable[..., pdn.WorkflowRuntime]) -> pdn.WorkflowRuntime:
     return make_runtime().start()
+
+
+@pytest.fixture(scope="session")
+def pi_bin() -> Path:
+    """pi's executable, installed once into a cache by npm; the test is skipped (with the reason) without Node.js."""
+    from tests.pi_rpc_support import PiUnavailable, pi_executable
+
+    try:
+        return pi_executable()
+    except PiUnavailable as exc:
+        pytest.skip(f"PiRpcHost needs a real pi: {exc}")

@@ -1,7 +1,7 @@
 """The agent side of ctx.pi: hosts that answer it, LLM providers, pi's tools, skills, and an agent."""
 
 from ._agent import Agent
-from ._errors import ModelError, SkillNotFoundError, ToolDeniedError, ToolError
+from ._errors import ModelError, PiProcessError, SkillNotFoundError, ToolDeniedError, ToolError
 from ._memory import HostCall, InMemoryAgentHost
 from ._messages import (
     AssistantMessage,
@@ -17,6 +17,7 @@ from ._messages import (
 from ._pihost import PiHost
 from ._policy import ToolPolicy
 from ._providers import AnthropicModel, ChatModel, OpenAIModel, ScriptedModel
+from ._rpc_host import PiRpcHost
 from ._skills import Skill
 from ._tools import ToolResult, WorkflowTool, workflow_tools
 
@@ -32,6 +33,8 @@ __all__ = [
     "ModelError",
     "OpenAIModel",
     "PiHost",
+    "PiProcessError",
+    "PiRpcHost",
     "ScriptedModel",
     "Skill",
     "SkillNotFoundError",

@@ -5,6 +5,7 @@
   + ToolError             - a tool is unknown, got bad arguments, or failed
     - ToolDeniedError     - the host's tool policy refused the call
   + SkillNotFoundError    - no skill of that name in the places searched
+  + PiProcessError        - a pi process (PiRpcHost) could not start, died, timed out or broke the protocol
 
 Raised inside a ``ctx.pi`` activity, each reaches the workflow as a catchable
 ``pdn.ActivityError`` whose ``error_type`` is the class name and whose message is this one.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from .._errors import PiDuroxideError
 
-__all__ = ["ModelError", "SkillNotFoundError", "ToolDeniedError", "ToolError"]
+__all__ = ["ModelError", "PiProcessError", "SkillNotFoundError", "ToolDeniedError", "ToolError"]
 
 
 class ModelError(PiDuroxideError):
@@ -91,3 +92,32 @@ class SkillNotFoundError(PiDuroxideError):
     def found(self) -> tuple[str, ...]:
         """The skills that exist."""
         return self._found
+
+
+class PiProcessError(PiDuroxideError):
+    """The pi process behind ``PiRpcHost`` could not start, exited, did not answer in time, or broke the protocol.
+
+    The message says which, with the last lines pi wrote to stderr; the next call starts pi again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stderr: str = "",
+        returncode: int | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self._stderr = stderr
+        self._returncode = returncode
+
+    @property
+    def stderr(self) -> str:
+        """The last lines pi wrote to stderr ("" if none)."""
+        return self._stderr
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of pi, if it had exited."""
+        return self._returncode
