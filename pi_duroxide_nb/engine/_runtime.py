@@ -813,13 +813,38 @@ class WorkflowRuntime:
                 counts[state.status] = counts.get(state.status, 0) + 1
         return counts
 
-    def wait_for_workflow(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
+    def wait_for_workflow(
+        self,
+        instance_id: str,
+        timeout: float | timedelta = 60.0,
+        *,
+        on_progress: Callable[[WorkflowState], None] | None = None,
+    ) -> WorkflowState:
         """Block until the instance finishes (or continues as new past this execution); return its state.
+
+        The wait listens: it waits in slices of a quarter second, so a kernel interrupt
+        (Ctrl-C, Kernel > Interrupt) ends it within half a second with a plain
+        ``KeyboardInterrupt``; the instance keeps running.
+
+        Args:
+            instance_id: The instance.
+            timeout: Seconds (or a timedelta) to wait at most.
+            on_progress: Called with the instance's state whenever its status, custom status,
+                step or ``blocked`` reason changes while waiting (``%workflow wait`` shows it).
 
         Raises:
             InstanceNotFoundError: no such instance.
             WorkflowTimeoutError: it did not finish within ``timeout`` seconds; it keeps running.
         """
+        return self._wait(instance_id, timeout, on_progress, None)
+
+    def _wait(
+        self,
+        instance_id: str,
+        timeout: float | timedelta,
+        on_progress: Callable[[WorkflowState], None] | None,
+        cancel: threading.Event | None,
+    ) -> WorkflowState:
         delay = _timedelta(timeout, "timeout") or timedelta(0)
         client = self._client_ready()
         # Most waits find the instance already known (often already finished): one store read.
@@ -834,24 +859,39 @@ class WorkflowRuntime:
                 if self._reader is not None or not self._appears(instance_id, min(delay.total_seconds(), 2.0)):
                     raise InstanceNotFoundError(instance_id)
         deadline = time.monotonic() + delay.total_seconds()
+        shown: tuple[Any, ...] | None = None
         while True:
-            remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-            try:
-                result = client.wait_for_orchestration(instance_id, max(1, remaining_ms))
-            except Exception as exc:
-                if "timeout" in str(exc).lower() or "timed out" in str(exc).lower():
-                    msg = (
-                        f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s; "
-                        "it is still running. Wait again, or look at rt.get_workflow(...).custom_status."
-                    )
-                    raise WorkflowTimeoutError(msg, cause=exc) from exc
-                msg = f"Waiting for {instance_id!r} failed in the engine: {exc}"
-                raise EngineError(msg, cause=exc) from exc
-            if result.status in ("Completed", "Failed"):
-                return self.get_workflow(instance_id)
-            if time.monotonic() >= deadline:  # pragma: no cover - the engine raises first
-                msg = f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s."
+            if cancel is not None and cancel.is_set():
+                msg = f"The wait for {instance_id!r} was cancelled; the instance keeps running."
                 raise WorkflowTimeoutError(msg)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                msg = (
+                    f"Workflow instance {instance_id!r} did not finish within {delay.total_seconds():g} s; "
+                    "it is still running. Wait again, or look at rt.get_workflow(...).custom_status."
+                )
+                raise WorkflowTimeoutError(msg)
+            failure: Exception | None = None
+            finished = False
+            try:
+                result = client.wait_for_orchestration(instance_id, max(1, int(min(remaining, _WAIT_SLICE_S) * 1000)))
+                finished = result.status in ("Completed", "Failed")
+            except Exception as exc:
+                text = str(exc).lower()
+                if "timeout" not in text and "timed out" not in text:
+                    failure = exc
+            # Outside the except block: an interrupt raised here is not chained to the engine's timeout.
+            if failure is not None:
+                msg = f"Waiting for {instance_id!r} failed in the engine: {failure}"
+                raise EngineError(msg, cause=failure)
+            if finished:
+                return self.get_workflow(instance_id)
+            if on_progress is not None:
+                state = self.get_workflow(instance_id)
+                key = (state.status, state.custom_status, state.updated_at, state.blocked, state.execution_id)
+                if key != shown:
+                    shown = key
+                    on_progress(state)
 
     def _appears(self, instance_id: str, within: float) -> bool:
         """Whether an unseen instance shows up within ``within`` s (PostgreSQL only).
@@ -865,9 +905,23 @@ class WorkflowRuntime:
             pass
         return bool(self._client.get_status(instance_id).status != "NotFound")
 
-    async def wait_for_workflow_async(self, instance_id: str, timeout: float | timedelta = 60.0) -> WorkflowState:
-        """``wait_for_workflow`` without blocking the event loop (it waits in a thread)."""
-        return await asyncio.to_thread(self.wait_for_workflow, instance_id, timeout)
+    async def wait_for_workflow_async(
+        self,
+        instance_id: str,
+        timeout: float | timedelta = 60.0,
+        *,
+        on_progress: Callable[[WorkflowState], None] | None = None,
+    ) -> WorkflowState:
+        """``wait_for_workflow`` without blocking the event loop (it waits in a thread).
+
+        Cancelling the task (or interrupting the kernel) ends the thread's wait too, within a
+        quarter second.
+        """
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._wait, instance_id, timeout, on_progress, cancel)
+        finally:
+            cancel.set()
 
     async def get_workflow_async(self, instance_id: str) -> WorkflowState:
         """``get_workflow`` without blocking the event loop."""
@@ -1174,6 +1228,8 @@ class WorkflowRuntime:
         return events
 
 
+_WAIT_SLICE_S = 0.25
+"""Waits check for an interrupt (and report progress) this often."""
 _QUEUED_FOR = timedelta(minutes=5)
 """How long a start queued on PostgreSQL is reported as Pending without the engine seeing it."""
 

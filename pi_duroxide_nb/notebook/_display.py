@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..engine import format_ref
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 
 __all__ = [
@@ -124,6 +125,8 @@ class StateView:
             lines.append(f"  output: {_json(output, 500)}")
         if s.error:
             lines.append(f"  error: {s.error}")
+        if s.blocked:
+            lines.append(f"  blocked: {s.blocked}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -131,7 +134,7 @@ class StateView:
         output = s.output.model_dump(mode="json") if hasattr(s.output, "model_dump") else s.output
         rows = [
             ("instance", _esc(s.instance_id)),
-            ("workflow", f"{_esc(s.name)} <small>{_esc(s.version)}</small>"),
+            ("workflow", f"{_esc(format_ref(s.name, s.version))}"),
             ("status", _status_html(s.status)),
             ("custom status", _esc(s.custom_status or "")),
             ("created", format_time(s.created_at)),
@@ -144,6 +147,8 @@ class StateView:
             rows.append(("error", f'<span style="color:#cf222e">{_esc(s.error)}</span>'))
         if s.parent_instance_id:
             rows.append(("parent", _esc(s.parent_instance_id)))
+        if s.blocked:
+            rows.append(("blocked", f'<span style="color:#9a6700">{_esc(s.blocked)}</span>'))
         body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"{_TABLE_OPEN}{body}</table>"
 

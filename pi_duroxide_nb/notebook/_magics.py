@@ -158,6 +158,7 @@ class WorkflowMagics(Magics):
     @argument("name", nargs="?", help="The workflow's name (optional for a cell of def statements).")
     @argument("--description", "-d", default=None, help="One line shown in listings and to LLMs.")
     @argument("--input-model", default=None, help="A pydantic model (a name in the notebook) validating inputs.")
+    @argument("--version", default=None, help="A version number given by hand ('2', '1.4.0') instead of the code's.")
     def _workflow_cell_args(self, line: str) -> None:
         """%%workflow NAME [--description TEXT] [--input-model MODEL]."""
 
@@ -166,7 +167,7 @@ class WorkflowMagics(Magics):
             # shlex, unlike parse_argstring, drops the quotes around a --description.
             args = self._workflow_cell_args.parser.parse_args(shlex.split(line))
         except (UsageError, ValueError) as exc:
-            msg = f"{exc}. Usage: %%workflow NAME [--description TEXT] [--input-model MODEL]"
+            msg = f"{exc}. Usage: %%workflow NAME [--description TEXT] [--input-model MODEL] [--version N]"
             raise UsageError(msg) from None
         model = None
         if args.input_model:
@@ -188,9 +189,11 @@ class WorkflowMagics(Magics):
             registry=runtime.registry,
             namespace=self._shell.user_ns,
             filename=filename,
+            version=args.version,
         )
         for result in results:
             print(result)
+        _print_notices(runtime)
 
     def _command(self, line: str) -> Any:
         (sub, *_), rest = _split(line, 1) if line.strip() else ([""], "")
@@ -230,13 +233,16 @@ class WorkflowMagics(Magics):
             if sub == "wait":
                 flags = _flags(rest, ("--timeout",), "%workflow wait ID [--timeout SECONDS]")
                 timeout = _number(flags.get("--timeout", "60"), "--timeout")
-                return StateView(runtime.wait_for_workflow(iid, timeout=timeout))
+                return StateView(_wait_with_progress(runtime, iid, timeout))
             (event, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
             if not event:
                 raise UsageError("Give the event name: %workflow signal ID EVENT [JSON]")
             data = _parse_json(rest, f"The data of event {event!r}") if rest.strip() else None
             runtime.signal_workflow(iid, event, data)
             print(f"Sent {event!r} to {iid}.")
+            blocked = runtime.get_workflow(iid).blocked
+            if blocked:
+                print(f"{iid} cannot act on it yet: {blocked}")
             return None
         if sub == "delete":
             (iid, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
@@ -367,6 +373,45 @@ def load(shell: Any) -> None:
         "(%workflow_config --db PATH to change; %workflows for the dashboard)",
         file=sys.stdout,
     )
+    _print_notices(runtime)
+
+
+def _print_notices(runtime: Any) -> None:
+    """One line per version restored from the store or still missing (see ``reconcile_code``)."""
+    for notice in runtime.take_code_notices():
+        print(f"pi_duroxide_nb: {notice}", file=sys.stdout if notice.restored else sys.stderr)
+
+
+def _wait_with_progress(runtime: Any, instance_id: str, timeout: float) -> Any:
+    """Wait, showing one line that follows the instance (status, custom status, last step)."""
+    from IPython.display import display, update_display
+
+    display_id = f"pdn-wait-{instance_id}-{id(runtime)}"
+    shown = False
+
+    def progress(state: Any) -> None:
+        nonlocal shown
+        parts = [f"waiting for {state.instance_id}: {state.status.value}"]
+        if state.custom_status:
+            parts.append(f"custom status {state.custom_status!r}")
+        try:
+            events = runtime.history(state.instance_id)
+            parts.append(f"{len(events)} events, last {events[-1].kind}" if events else "no events yet")
+        except Exception:  # the progress line is a courtesy; the wait goes on
+            pass
+        if state.blocked:
+            parts.append(state.blocked)
+        text = {"text/plain": " · ".join(parts)}
+        if shown:
+            update_display(text, display_id=display_id, raw=True)
+        else:
+            display(text, display_id=display_id, raw=True)
+            shown = True
+
+    state = runtime.wait_for_workflow(instance_id, timeout=timeout, on_progress=progress)
+    if shown:
+        update_display({"text/plain": f"{instance_id}: {state.status.value}"}, display_id=display_id, raw=True)
+    return state
 
 
 def unload(shell: Any) -> None:
