@@ -611,6 +611,8 @@ class WorkflowRuntime:
             if not self._postgres:
                 assert self._db_path is not None
                 check_store_file(self._db_path)
+                if self._db_path.exists() and self._db_path.stat().st_size > 0:
+                    self._check_integrity()  # before the engine opens it: opening writes to it
             try:
                 if self._postgres:
                     self._provider = duroxide.PostgresProvider.connect(self._target)
@@ -627,8 +629,6 @@ class WorkflowRuntime:
                 raise EngineError(msg, cause=exc) from exc
             if not self._postgres:
                 _OWNERS[self._store_key] = weakref.ref(self)
-        if self._reader is not None and self._db_path is not None and self._db_path.stat().st_size > 0:
-            self._check_integrity()
 
     def _check_integrity(self) -> None:
         """Refuse a store with damaged pages before the engine writes to it."""
@@ -638,16 +638,13 @@ class WorkflowRuntime:
         except EngineError:
             return  # a big store that takes longer to check: the engine reports what it finds
         if problems != ["ok"]:
-            self._provider = self._client = None
-            gc.collect()
-            with _OWNERS_LOCK:
-                _OWNERS.pop(self._store_key, None)
+            self._reader.close()
             shown = "; ".join(problems[:3])
             msg = (
                 f"The workflow store {self.db} is damaged ({shown}), so it was not opened and nothing was written. "
                 "Restore it from a backup, or point the runtime at another file (db=...)."
             )
-            raise EngineError(msg)
+            raise StoreError(msg)
 
     def _client_ready(self) -> Any:
         if self._state is RuntimeState.STOPPED:
@@ -858,6 +855,21 @@ class WorkflowRuntime:
             if first.status == "NotFound" and instance_id not in self._queued:
                 if self._reader is not None or not self._appears(instance_id, min(delay.total_seconds(), 2.0)):
                     raise InstanceNotFoundError(instance_id)
+        try:
+            return self._wait_slices(instance_id, delay, on_progress, cancel)
+        except KeyboardInterrupt:
+            # An interrupt lands wherever Python resumes, often while the engine's "timed out"
+            # for a slice is being handled: show it alone, not chained to that.
+            raise KeyboardInterrupt from None
+
+    def _wait_slices(
+        self,
+        instance_id: str,
+        delay: timedelta,
+        on_progress: Callable[[WorkflowState], None] | None,
+        cancel: threading.Event | None,
+    ) -> WorkflowState:
+        client = self._client
         deadline = time.monotonic() + delay.total_seconds()
         shown: tuple[Any, ...] | None = None
         while True:

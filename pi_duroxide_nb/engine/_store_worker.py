@@ -46,7 +46,10 @@ def main(path: str) -> None:
                 finally:
                     rw.close()
             elif request.get("op") == "check":
-                reply["rows"] = [list(r) for r in db.execute("PRAGMA quick_check")]
+                try:
+                    reply["rows"] = [list(r) for r in db.execute("PRAGMA quick_check")]
+                except sqlite3.DatabaseError as exc:  # "database disk image is malformed": the answer
+                    reply["rows"] = [[str(exc)]]
             elif request.get("op") == "nudge":
                 reply["rows"] = [[_nudge(path, request.get("instances") or [], request.get("activities") or [])]]
             else:
