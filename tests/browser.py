@@ -154,8 +154,11 @@ _KERNEL_IDLE = f"""() => {{
 _ALL_RAN = f"""() => {{
     const panel = {_NOTEBOOK};
     const code = panel.content.widgets.filter(c => c.model.type === 'code');
-    return code.every(c => c.model.executionCount !== null && !c.promptNode.textContent.includes('*'))
-        && panel.sessionContext.session.kernel.status === 'idle';
+    const failed = code.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
+    const busy = code.some(c => c.promptNode.textContent.includes('*'));
+    const done = code.every(c => c.model.executionCount !== null);
+    // Run All stops at a cell that raised: then the cells after it never run.
+    return !busy && (done || failed) && panel.sessionContext.session.kernel.status === 'idle';
 }}"""
 _CELLS = f"""() => {{
     const source = cell => cell.model.sharedModel.getSource();
