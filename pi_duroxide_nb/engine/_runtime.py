@@ -819,7 +819,7 @@ class WorkflowRuntime:
     ) -> WorkflowState:
         """Block until the instance finishes (or continues as new past this execution); return its state.
 
-        The wait listens: it waits in slices of a quarter second, so a kernel interrupt
+        The wait listens: it waits in slices of a tenth of a second, so a kernel interrupt
         (Ctrl-C, Kernel > Interrupt) ends it within half a second with a plain
         ``KeyboardInterrupt``; the instance keeps running.
 
@@ -872,6 +872,7 @@ class WorkflowRuntime:
         client = self._client
         deadline = time.monotonic() + delay.total_seconds()
         shown: tuple[Any, ...] | None = None
+        next_look = 0.0
         while True:
             if cancel is not None and cancel.is_set():
                 msg = f"The wait for {instance_id!r} was cancelled; the instance keeps running."
@@ -898,7 +899,8 @@ class WorkflowRuntime:
                 raise EngineError(msg, cause=failure)
             if finished:
                 return self.get_workflow(instance_id)
-            if on_progress is not None:
+            if on_progress is not None and time.monotonic() >= next_look:
+                next_look = time.monotonic() + _PROGRESS_EVERY_S
                 state = self.get_workflow(instance_id)
                 key = (state.status, state.custom_status, state.updated_at, state.blocked, state.execution_id)
                 if key != shown:
@@ -927,7 +929,7 @@ class WorkflowRuntime:
         """``wait_for_workflow`` without blocking the event loop (it waits in a thread).
 
         Cancelling the task (or interrupting the kernel) ends the thread's wait too, within a
-        quarter second.
+        tenth of a second.
         """
         cancel = threading.Event()
         try:
@@ -1240,8 +1242,10 @@ class WorkflowRuntime:
         return events
 
 
-_WAIT_SLICE_S = 0.25
-"""Waits check for an interrupt (and report progress) this often."""
+_WAIT_SLICE_S = 0.1
+"""Waits check for an interrupt this often."""
+_PROGRESS_EVERY_S = 0.5
+"""Waits look at the instance for ``on_progress`` at most this often."""
 _QUEUED_FOR = timedelta(minutes=5)
 """How long a start queued on PostgreSQL is reported as Pending without the engine seeing it."""
 

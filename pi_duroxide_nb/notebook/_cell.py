@@ -482,9 +482,10 @@ def _register(
     if not inspect.isgeneratorfunction(fn):  # pragma: no cover - _generator_defs guarantees it
         msg = f"{name!r} is not a generator function."
         raise RegistrationError(msg)
-    versions = registry.versions(name)
+    # Versions restored from the store serve their instances; they are not what the user ran before.
+    versions = [d for d in registry.versions(name) if not d.restored]
     previous = versions[-1].version if versions else None
-    known = {d.version for d in versions if not d.restored}
+    known = {d.version for d in versions}
     registry.register_workflow(name, fn, description=description, input_model=input_model, version=version)
     version = registry.workflow(name).version
     for issue in issues:
