@@ -70,10 +70,11 @@ class Kernel:
 
     def wait_for(self, expression: str, *, timeout: float = 30) -> None:
         """Poll ``expression`` in the kernel (bounded) until it is true."""
+        message = f"not true within {timeout} s: {expression}"
         code = (
-            "import time as _t\n_d = _t.monotonic() + %r\n"
-            "while not (%s):\n    assert _t.monotonic() < _d, %r\n    _t.sleep(0.05)\n"
-        ) % (timeout, expression, f"not true within {timeout} s: {expression}")
+            f"import time as _t\n_d = _t.monotonic() + {timeout!r}\n"
+            f"while not ({expression}):\n    assert _t.monotonic() < _d, {message!r}\n    _t.sleep(0.05)\n"
+        )
         self.run(code, timeout=timeout + 30)
 
     def kill(self) -> None:
@@ -144,7 +145,9 @@ def test_restart_then_an_edited_cell_keeps_the_old_instance_on_its_code(kernels)
     sent = second.run('%workflow signal t6 go "yes"')
     assert sent.stdout.strip() == "Sent 'go' to t6.", sent
     waited = second.run("st = %workflow wait t6 --timeout 30\nprint(st.status.value, st.output)")
-    assert waited.stdout.strip().splitlines()[-1] == "Completed v1:yes!", waited  # the old code, its helper and constant
+    assert waited.stdout.strip().splitlines()[-1] == "Completed v1:yes!", (
+        waited
+    )  # the old code, its helper and constant
     resumed = time.monotonic() - started
     assert resumed < 15, resumed
     second.run("%workflow start triage --id t8")

@@ -257,7 +257,7 @@ def test_progress_is_reported_while_waiting(registry, rt, iid) -> None:
     def steps(ctx, _):
         for n in range(3):
             ctx.set_custom_status(f"step {n}")
-            yield ctx.schedule_timer(300)
+            yield ctx.schedule_timer(800)  # longer than the progress sampling (0.5 s)
         return "done"
 
     seen: list[str | None] = []
