@@ -43,7 +43,7 @@ def test_replay_check_raises_on_an_edited_schedule() -> None:
     assert divergence is not None and divergence.step == 1
     assert divergence.expected is not None and divergence.expected.name == "__pi_tool"
     assert "--fast" in (divergence.actual or "")
-    assert "re-record the fixture" in str(info.value)
+    assert "register the change as a new version" in str(info.value) and "continue_as_new" in str(info.value)
 
 
 def test_replay_check_raises_when_code_stops_scheduling() -> None:

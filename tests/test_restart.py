@@ -120,6 +120,10 @@ def test_missing_code_waits_visibly_is_never_poisoned_and_resumes_when_registere
         waiting = (pdn.WorkflowStatus.RUNNING, pdn.WorkflowStatus.PENDING)
         assert state.status in waiting and state.blocked.startswith("code missing")
         assert rt2.code_notices == [notice]
+        # The agent's tools see it too.
+        tools = {t.name: t for t in pdn.workflow_tools(rt2)}
+        got = tools["get-workflow"].execute({"instanceId": stuck}).to_pi()["details"]
+        assert got["blocked"].startswith("code missing: closure@")
         # The engine retries it (1, 2, 4 s ...): it stays Running instead of being failed.
         with pytest.raises(pdn.WorkflowTimeoutError):
             rt2.wait_for_workflow(stuck, timeout=5)
@@ -333,10 +337,12 @@ def _read_only_folder(folder: Path, *, with_store: bool):
     try:
         if with_store:
             pdn.WorkflowRuntime(db=folder / "w.db", registry=pdn.WorkflowRegistry()).start().shutdown()
-        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        # A process that had the store open (the runtime's reader) may still be exiting.
+        wait_until(lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)]).returncode == 0, timeout=10)
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        if subprocess.run(["umount", str(folder)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("with_store", [False, True], ids=["new-store", "existing-store"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..engine import format_ref
+from ..engine import format_ref, format_version
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 
 __all__ = [
@@ -203,7 +203,7 @@ def instances_table_html(states: Sequence[WorkflowState], *, selected: str | Non
         cells = (
             _esc(s.instance_id),
             _esc(s.name),
-            f"<small>{_esc(s.version)}</small>",
+            f"<small>{_esc(format_version(s.version))}</small>",
             _status_html(s.status),
             _esc(s.custom_status or ""),
             format_time(s.created_at),

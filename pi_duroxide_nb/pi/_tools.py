@@ -140,6 +140,7 @@ def state_json(state: WorkflowState) -> dict[str, Any]:
         "updatedAt": data["updated_at"],
         "parentInstanceId": data["parent_instance_id"],
         "executionId": data["execution_id"],
+        "blocked": data["blocked"],
     }
 
 

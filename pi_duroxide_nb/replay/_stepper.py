@@ -710,9 +710,11 @@ def replay_check(
     if divergence is not None:
         msg = (
             f"The code of {where} no longer replays its recorded history: {divergence.message} The engine "
-            f"would fail such an instance at step {divergence.step}. Restore the old behaviour for in-flight "
-            "instances (branch on ctx.version, or register the change under a new workflow name), or "
-            "re-record the fixture if the change is intended."
+            f"would fail such an instance at step {divergence.step}. Instances in flight never need to replay "
+            "edited code: each keeps the version it started on (a code version, or one you number with "
+            "version=...; a new kernel restores it from the store), so register the change as a new version "
+            "rather than re-using the old number. To move a long-running instance onto new code, let it call "
+            "ctx.continue_as_new at a safe point. If the change is intended for this history, re-record it."
         )
         raise ReplayDivergenceError(msg, divergence=divergence, warnings=warnings)
     if strict and warnings:

@@ -47,6 +47,8 @@ class RuntimeSummary:
     engine_mode: str
     counts: tuple[tuple[str, int], ...]
     """``(status, count)`` for the statuses that occur, in ``WorkflowStatus`` order."""
+    code_missing: tuple[str, ...] = ()
+    """One line per workflow version unfinished instances wait for (``rt.code_notices``)."""
 
     @property
     def total(self) -> int:
@@ -171,7 +173,8 @@ class DashboardController:
         except PiDuroxideError as exc:
             all_counts, states, matching, error = {}, [], 0, str(exc)
         ordered = tuple((s.value, all_counts[s]) for s in WorkflowStatus if all_counts.get(s))
-        summary = RuntimeSummary(rt.state.value, rt.db, rt.engine_mode, ordered)
+        missing = tuple(str(n) for n in rt.code_notices)
+        summary = RuntimeSummary(rt.state.value, rt.db, rt.engine_mode, ordered, missing)
         return DashboardSnapshot(
             workflows=workflows,
             instances=tuple(states),

@@ -13,7 +13,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..._errors import PayloadError, PiDuroxideError
-from ...engine import WorkflowRuntime
+from ...engine import WorkflowRuntime, format_ref, format_version
 from ...models import HistoryList, WorkflowState, WorkflowStatus
 from .._display import (
     StateView,
@@ -51,7 +51,10 @@ def instance_label(state: WorkflowState) -> str:
     created = format_time(state.created_at)[5:]
     updated = format_time(state.updated_at)[11:]
     duration = format_duration(state_duration(state)) if finished else "…"
-    values = (state.instance_id, state.name, state.version[-8:], state.status.value, state.custom_status or "")
+    status = state.status.value
+    if state.blocked:  # what it waits for says more than "Running"
+        status = "code missing" if state.blocked.startswith("code missing") else "needs host"
+    values = (state.instance_id, state.name, format_version(state.version), status, state.custom_status or "")
     head = " ".join(_cell(v, w) for v, (_, w) in zip(values, _COLUMNS, strict=False))
     return f"{head} {_cell(created, 14)} {_cell(updated, 8)} {_cell(duration, 10, right=True)}"
 
@@ -305,6 +308,9 @@ class WorkflowDashboard(widgets.VBox):
             f"<b>Workflows</b> · runtime <b>{html.escape(rt.state)}</b> ({html.escape(rt.engine_mode)}) "
             f"on <code>{html.escape(rt.db)}</code> · {rt.total} instances: {html.escape(counts)}"
         )
+        for line in rt.code_missing:
+            self.header.value += f'<div style="color:#9a6700">⚠ {html.escape(line)}</div>'
+
         if snap.error:
             self._show(snap.error, error=True)
         self.workflows_html.value = _workflows_html(snap)
@@ -520,7 +526,7 @@ def _workflows_html(snap: DashboardSnapshot) -> str:
         (
             f"<b>{html.escape(w.name)}</b>",
             f"{len(w.versions)} version{'s' if len(w.versions) != 1 else ''} "
-            f"<small>(newest {html.escape(w.versions[-1] if w.versions else '')})</small>",
+            f"<small>(newest {html.escape(format_ref(w.name, w.versions[-1]) if w.versions else '')})</small>",
             html.escape(w.description or ""),
         )
         for w in snap.workflows

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ...engine import format_ref
 from ...replay import ReplayStep, ReplayStepper
 from ._widgets import close_children
 
@@ -149,10 +150,11 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.stepper = stepper
         self._total = stepper.total
         history = stepper.history
+        ref = format_ref(stepper.definition.name, stepper.definition.version)
         title = (
             f"<b>Replay</b> <code>{_esc(history.workflow_name)}</code>"
             f" instance <code>{_esc(history.instance_id)}</code>"
-            f" execution {history.execution_id} · version <code>{_esc(stepper.definition.version[-12:])}</code>"
+            f" execution {history.execution_id} · <code>{_esc(ref)}</code>"
             f" · {len(history)} events · {self._total} steps"
         )
         self.title = widgets.HTML(_STYLE + title)
