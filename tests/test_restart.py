@@ -15,6 +15,7 @@ import linecache
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -355,3 +356,50 @@ def test_read_only_folder_fails_fast(tmp_path, with_store) -> None:
         assert time.monotonic() - started < 2
         assert str(folder) in str(info.value)
         assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_page_is_never_short_while_the_engine_moves_starts(db_path, iid) -> None:
+    registry = pdn.WorkflowRegistry()
+
+    @registry.register_workflow("paged")
+    def paged(ctx, n):
+        yield ctx.schedule_timer(1)
+        return n
+
+    first = pdn.WorkflowRuntime(db=db_path, registry=registry).start()
+    done = [first.start_workflow("paged", n, instance_id=iid("done")) for n in range(2)]
+    for instance in done:
+        first.wait_for_workflow(instance, timeout=30)
+    version = first.get_workflow(done[0]).version
+    first.shutdown()
+    # Three starts queued by another process while no engine runs here.
+    queued = [iid("queued") for _ in range(3)]
+    script = (
+        "import duroxide, sys\n"
+        "c = duroxide.Client(duroxide.SqliteProvider.open(sys.argv[1]))\n"
+        "for i in sys.argv[3:]:\n"
+        "    c.start_orchestration_versioned(i, 'paged', '1', sys.argv[2])\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db_path), version, *queued], check=True, timeout=60)
+
+    rt = pdn.WorkflowRuntime(db=db_path, registry=registry)
+    reader = rt._reader
+    read = reader.query
+    moved = threading.Event()
+
+    def query_then_let_the_engine_move_the_starts(sql, args=()):
+        rows = read(sql, args)
+        if not moved.is_set():  # right after the page's first statement, the engine takes the queued starts
+            moved.set()
+            rt.start()
+            wait_until(lambda: not read("SELECT 1 FROM orchestrator_queue WHERE work_item LIKE '%StartOrch%'"))
+        return rows
+
+    reader.query = query_then_let_the_engine_move_the_starts
+    try:
+        page = rt.list_workflows(limit=5)
+        assert moved.is_set()
+        assert sorted(s.instance_id for s in page) == sorted(done + queued)
+    finally:
+        reader.query = read
+        rt.shutdown()
