@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from .._errors import (
     ActivityError,
     PayloadError,
-    RegistrationError,
     TaskFailedError,
     sub_workflow_error,
     task_error_from_engine,
@@ -236,18 +235,9 @@ class WorkflowContext:
 
     # --- activities ---------------------------------------------------------------------
 
-    def _check_activity(self, name: str, tag: str | None) -> None:
-        if tag is None and self._registry.activity(name) is None and not name.startswith("__"):
-            known = ", ".join(repr(a.name) for a in self._registry.activities()) or "none"
-            msg = (
-                f"Activity {name!r} is not registered in this process (registered: {known}), so the engine "
-                f"would wait for it forever. Register it with register_activity({name!r}, fn) (or run its cell), "
-                "or pass tag=... to route it to a worker that has it."
-            )
-            raise RegistrationError(msg)
-
     def _activity(self, name: str, input: Any, tag: str | None = None) -> DurableTask:
-        self._check_activity(name, tag)
+        # An activity that is not registered (yet) is not an error: its cell may run later. The
+        # engine sets the call aside and retries it; the instance's state says what it waits for.
         descriptor = dict(
             self._dctx.schedule_activity(name, to_json_value(input, what=f"the input of activity {name!r}"))
         )
@@ -306,7 +296,6 @@ class WorkflowContext:
             "total_timeout_ms": _ms(policy.total_timeout, "total_timeout") if policy.total_timeout else None,
             "backoff": policy.backoff,
         }
-        self._check_activity(name, None)
         data = to_json_value(input, what=f"the input of activity {name!r}")
         return DurableTask("activity", dict(self._dctx.schedule_activity_with_retry(name, data, retry_dict)))
 

@@ -795,8 +795,8 @@ class WorkflowRuntime:
                 for s in states
                 if (name is None or s.name == name) and (status_value is None or s.status is status_value)
             ][offset : None if limit is None else offset + limit]
-        waiting = self._waiting_for_host()
-        return [self._typed(s, waiting) for s in states]
+        held = self._set_aside()
+        return [self._typed(s, held) for s in states]
 
     def count_workflows(self, *, name: str | None = None) -> dict[WorkflowStatus, int]:
         """How many instances are in each status (only statuses that occur), optionally for one workflow."""
@@ -1154,13 +1154,16 @@ class WorkflowRuntime:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _waiting_for_host(self) -> set[str]:
-        """Instances with a ``ctx.pi`` call waiting because no host is bound."""
-        if self._host is not None or self._reader is None:
-            return set()
-        return self._reader.waiting_activities("__pi_")
+    def _set_aside(self) -> dict[str, set[str]]:
+        """Activity calls the engine is holding back, by instance (SQLite; empty elsewhere)."""
+        if self._reader is None:
+            return {}
+        try:
+            return self._reader.set_aside_activities()
+        except PiDuroxideError:  # a state without this detail beats no state
+            return {}
 
-    def _blocked(self, state: WorkflowState, waiting: set[str] | None) -> WorkflowState:
+    def _blocked(self, state: WorkflowState, held: dict[str, set[str]] | None) -> WorkflowState:
         if state.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED):
             return state
         reason = None
@@ -1171,16 +1174,26 @@ class WorkflowRuntime:
                 "The instance waits and resumes when that version is registered again: re-run the cell (or "
                 "import the module) that defined it; or check edited code with pdn.replay_check; or cancel it."
             )
-        elif self._host is None and state.instance_id in (waiting if waiting is not None else self._waiting_for_host()):
-            reason = (
-                "waiting for an agent host: a ctx.pi call waits until one is bound "
-                "(rt.set_host(host), or WorkflowRuntime(host=...)); it runs then."
-            )
+        else:
+            names = (held if held is not None else self._set_aside()).get(state.instance_id, set())
+            if self._host is None and any(n.startswith("__pi_") for n in names):
+                reason = (
+                    "waiting for an agent host: a ctx.pi call waits until one is bound "
+                    "(rt.set_host(host), or WorkflowRuntime(host=...)); it runs then."
+                )
+            else:
+                missing = sorted(n for n in names if not n.startswith("__") and self._registry.activity(n) is None)
+                if missing:
+                    listed = ", ".join(repr(n) for n in missing)
+                    reason = (
+                        f"activity missing: {listed} is not registered in this process. The call waits and runs "
+                        "once it is: run the cell that registers it (pdn.register_activity), or cancel the instance."
+                    )
         return state if reason is None else state.model_copy(update={"blocked": reason})
 
-    def _typed(self, state: WorkflowState, waiting: set[str] | None = None) -> WorkflowState:
+    def _typed(self, state: WorkflowState, held: dict[str, set[str]] | None = None) -> WorkflowState:
         """Mark what blocks it; give the output its workflow's output model, when the version is registered."""
-        state = self._blocked(state, waiting)
+        state = self._blocked(state, held)
         if state.output is None or state.status is not WorkflowStatus.COMPLETED:
             return state
         try:

@@ -217,14 +217,16 @@ class SqliteStoreReader:
         )
         return [(str(n), str(v), str(i)) for n, v, i in rows]
 
-    def waiting_activities(self, prefix: str) -> set[str]:
-        """Instances with an activity whose name starts with ``prefix`` queued and not running."""
+    def set_aside_activities(self) -> dict[str, set[str]]:
+        """Activity calls the engine set aside to retry later (no code or host for them), by instance."""
         rows = self.query(
-            "SELECT DISTINCT instance_id FROM worker_queue WHERE lock_token IS NULL "
-            "AND json_extract(work_item, '$.ActivityExecute.name') LIKE ? ESCAPE '\\'",
-            (prefix.replace("_", "\\_") + "%",),
+            "SELECT instance_id, json_extract(work_item, '$.ActivityExecute.name') FROM worker_queue "
+            "WHERE lock_token IS NULL AND visible_at > CAST(strftime('%s', 'now') AS INTEGER) * 1000"
         )
-        return {str(r[0]) for r in rows}
+        found: dict[str, set[str]] = {}
+        for iid, name in rows:
+            found.setdefault(str(iid), set()).add(str(name))
+        return found
 
     def close(self) -> None:
         """Stop the reader process."""

@@ -53,7 +53,9 @@ def instance_label(state: WorkflowState) -> str:
     duration = format_duration(state_duration(state)) if finished else "…"
     status = state.status.value
     if state.blocked:  # what it waits for says more than "Running"
-        status = "code missing" if state.blocked.startswith("code missing") else "needs host"
+        status = {"code": "code missing", "waiting": "needs host", "activity": "needs activity"}.get(
+            state.blocked.split(" ", 1)[0], "blocked"
+        )
     values = (state.instance_id, state.name, format_version(state.version), status, state.custom_status or "")
     head = " ".join(_cell(v, w) for v, (_, w) in zip(values, _COLUMNS, strict=False))
     return f"{head} {_cell(created, 14)} {_cell(updated, 8)} {_cell(duration, 10, right=True)}"
