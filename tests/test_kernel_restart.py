@@ -236,3 +236,29 @@ def test_an_interrupt_ends_a_wait_within_half_a_second(kernels) -> None:
         assert "During handling" not in traceback and "Operation timed out" not in traceback, traceback
     status = kernel.run("print(pdn.kernel_runtime().get_workflow('f1').status.value)").stdout
     assert status.strip() == "Running"
+
+
+def test_cells_run_in_another_order_after_a_restart(kernels) -> None:
+    # The workflow reads a notebook class; after the restart its cell runs after %load_ext.
+    model = "class Decision:\n    def __init__(self, d):\n        self.text = f'decided {d}'\n"
+    first = kernels()
+    first.run("%load_ext pi_duroxide_nb")
+    first.run(model)
+    first.run("%%workflow decide\nd = yield ctx.wait_for_event('go')\nreturn Decision(d).text")
+    first.run("%workflow start decide --id d1")
+    first.run("import pi_duroxide_nb as pdn")
+    first.wait_for("any(e.kind == 'ExternalSubscribed' for e in pdn.kernel_runtime().history('d1'))")
+    first.kill()
+
+    second = kernels()
+    loaded = second.run("%load_ext pi_duroxide_nb")
+    assert "code missing: decide@" in loaded.stderr and "reads Decision from the notebook" in loaded.stderr
+    status = second.run("%workflow status d1").results[-1]
+    assert "code missing" in status
+    defined = second.run(model)  # the class's cell, run now: the version is restored after it
+    assert "restored decide@" in defined.stdout and "d1" in defined.stdout
+    second.run('%workflow signal d1 go "yes"')
+    out = second.run(
+        "import pi_duroxide_nb as pdn\nprint(pdn.kernel_runtime().wait_for_workflow('d1', timeout=30).output)"
+    )
+    assert out.stdout.strip() == "decided yes"

@@ -10,8 +10,11 @@ version; if it does not, it is not the code the instances ran, and it is not use
 from __future__ import annotations
 
 import ast
+import builtins
+import dis
 import importlib
 import inspect
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +60,37 @@ def _model(name: str | None, namespace: Mapping[str, Any]) -> Any:
         return None
 
 
+def _global_loads(code: types.CodeType) -> set[str]:
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_loads(const)
+    return {str(n) for n in names}
+
+
+def _unresolved_globals(fn: Any, seen: set[int] | None = None) -> list[str]:
+    """Global names ``fn`` (and the functions it calls from its globals) read that resolve nowhere.
+
+    Replaying such code would fail the instance with a ``NameError``; restoring it waits instead.
+    """
+    seen = seen if seen is not None else set()
+    if id(fn) in seen:
+        return []
+    seen.add(id(fn))
+    namespace = fn.__globals__
+    missing: list[str] = []
+    for name in sorted(_global_loads(fn.__code__)):
+        try:
+            value = namespace[name]
+        except KeyError:
+            if not hasattr(builtins, name):
+                missing.append(name)
+            continue
+        if isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+            missing += [m for m in _unresolved_globals(value, seen) if m not in missing]
+    return missing
+
+
 def rebuild_definition(record: CodeRecord, namespace: Mapping[str, Any]) -> WorkflowDefinition:
     """The registered definition of ``record``'s version, rebuilt.
 
@@ -98,6 +132,14 @@ def rebuild_definition(record: CodeRecord, namespace: Mapping[str, Any]) -> Work
         rebuild = record.rebuild
     if not inspect.isgeneratorfunction(fn):
         msg = f"{record.function} is no longer a generator function"
+        raise RestoreError(msg)
+    unresolved = _unresolved_globals(fn)
+    if unresolved:
+        listed = ", ".join(unresolved)
+        msg = (
+            f"it reads {listed} from the notebook, not defined in this kernel yet: run the cells that define "
+            f"{'it' if len(unresolved) == 1 else 'them'} (it is restored as soon as they ran)"
+        )
         raise RestoreError(msg)
     code_hash, origin = code_identity(fn, rebuild=rebuild)
     if code_hash != record.code_hash:

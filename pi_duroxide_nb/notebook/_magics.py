@@ -22,7 +22,7 @@ from ..models import WorkflowStatus
 from ._cell import define_workflow
 from ._completion import SUBCOMMANDS, ipython_completer, workflow_matcher
 from ._display import HistoryView, StateListView, StateView
-from ._session import kernel_runtime, stop_kernel_runtime
+from ._session import current_kernel_runtime, kernel_runtime, stop_kernel_runtime
 
 __all__ = ["WorkflowMagics", "load", "unload"]
 
@@ -368,11 +368,25 @@ def load(shell: Any) -> None:
     for key in _COMPLETER_KEYS:
         shell.set_hook("complete_command", ipython_completer, str_key=key)
     _add_matcher(shell)
+    if _after_cell not in shell.events.callbacks["post_run_cell"]:
+        shell.events.register("post_run_cell", _after_cell)
     print(
         f"pi_duroxide_nb: workflow runtime on {runtime.db} "
         "(%workflow_config --db PATH to change; %workflows for the dashboard)",
         file=sys.stdout,
     )
+    _print_notices(runtime)
+
+
+def _after_cell(result: Any = None) -> None:
+    """After each cell: versions still missing may be restorable now (the cell defined what they read)."""
+    runtime = current_kernel_runtime()
+    if runtime is None or not runtime.code_notices:
+        return
+    try:
+        runtime.reconcile_code()
+    except Exception:  # the user's cell ran; a failed check must not turn it into an error
+        return
     _print_notices(runtime)
 
 
@@ -416,6 +430,8 @@ def _wait_with_progress(runtime: Any, instance_id: str, timeout: float) -> Any:
 
 def unload(shell: Any) -> None:
     """Close dashboards, stop the runtime's threads and remove the magics and completer."""
+    if _after_cell in shell.events.callbacks["post_run_cell"]:
+        shell.events.unregister("post_run_cell", _after_cell)
     stop_kernel_runtime()
     magics = shell.magics_manager.magics
     for kind, name in (("line", "workflow"), ("cell", "workflow"), ("line", "workflows"), ("line", "workflow_config")):
