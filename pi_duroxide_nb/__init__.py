@@ -20,6 +20,7 @@ from ._errors import (
     ActivityError,
     EngineError,
     InstanceExistsError,
+    InstanceFinishedError,
     InstanceNotFoundError,
     InstanceRunningError,
     ModelValidationError,
@@ -57,6 +58,7 @@ from .engine._transcript import TranscriptEntry
 from .models import (
     ChatMessage,
     DeleteResult,
+    EventWait,
     HistoryEvent,
     HistoryList,
     Outcome,
@@ -179,6 +181,7 @@ __all__ = [
     "HistoryEvent",
     "HistoryList",
     "DeleteResult",
+    "EventWait",
     # Notebook (magics: %load_ext pi_duroxide_nb)
     "kernel_runtime",
     "stop_kernel_runtime",
@@ -200,6 +203,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "InstanceNotFoundError",
     "InstanceExistsError",
+    "InstanceFinishedError",
     "InstanceRunningError",
     "PayloadError",
     "ModelValidationError",

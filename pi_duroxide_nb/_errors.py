@@ -10,6 +10,7 @@ Our exception hierarchy:
   + InstanceNotFoundError      - no instance with that id is in the store
   + InstanceExistsError        - an instance with that id already exists
   + InstanceRunningError       - the call needs a finished instance and this one still runs
+  + InstanceFinishedError      - the call needs a running instance and this one has finished
   + PayloadError               - an input, signal, output or yielded value is not valid
     - ModelValidationError     - a payload failed its pydantic model
   + RuntimeStateError          - the runtime is not in a state that allows the call
@@ -31,6 +32,7 @@ __all__ = [
     "ActivityError",
     "EngineError",
     "InstanceExistsError",
+    "InstanceFinishedError",
     "InstanceNotFoundError",
     "InstanceRunningError",
     "ModelValidationError",
@@ -140,6 +142,25 @@ class InstanceRunningError(PiDuroxideError):
     @property
     def status(self) -> str:
         """Its status (``Running`` or ``Pending``)."""
+        return self._status
+
+
+class InstanceFinishedError(PiDuroxideError):
+    """The call needs a running instance (a signal, a cancel) and this one has finished; nothing was sent."""
+
+    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
+        super().__init__(message)
+        self._instance_id = instance_id
+        self._status = status
+
+    @property
+    def instance_id(self) -> str:
+        """The instance that has finished."""
+        return self._instance_id
+
+    @property
+    def status(self) -> str:
+        """How it ended (``Completed``, ``Failed`` or ``Terminated``)."""
         return self._status
 
 

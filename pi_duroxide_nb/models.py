@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ChatMessage",
     "DeleteResult",
+    "EventWait",
     "HistoryEvent",
     "HistoryList",
     "Outcome",
@@ -27,8 +28,9 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 class WorkflowStatus(str, enum.Enum):
     """Status of a workflow instance, with the engine's names.
 
-    ``Terminated`` and ``Pending`` are listed because pi-duroxide's tools accept them as
-    filters; the engine reports cancelled instances as ``Failed``.
+    ``Terminated`` is a cancelled instance (``rt.cancel_workflow``; the engine stores it as
+    ``Failed`` with error ``canceled: <reason>``, which ``error`` keeps). ``Pending`` is a start
+    the engine has not picked up yet.
     """
 
     RUNNING = "Running"
@@ -115,6 +117,26 @@ class HistoryEvent(BaseModel):
     """Failure message, for failed kinds."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Every other field of the stored row (version, fire_at_ms, status, key, value...)."""
+
+
+class EventWait(BaseModel):
+    """An event an instance waits for now (``ctx.wait_for_event``), with the model it expects.
+
+    Example:
+        for wait in rt.waiting_for(iid):
+            print(wait.name, wait.json_schema)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The event's name: send it with ``rt.signal_workflow(iid, name, data)``."""
+    model: str | None = None
+    """The qualified name of the pydantic model the data must fit, or None (any JSON)."""
+    json_schema: dict[str, Any] | None = None
+    """The model's JSON Schema, or None when the wait has no model."""
+    since: datetime | None = None
+    """When the instance started waiting."""
 
 
 class DeleteResult(BaseModel):

@@ -420,7 +420,7 @@ def test_cancel_ends_an_instance(registry, rt, iid) -> None:
     wait_for_status(rt, instance, "waiting")
     rt.cancel_workflow(instance, "no longer needed")
     state = rt.wait_for_workflow(instance, timeout=30)
-    assert state.status is FAILED and "no longer needed" in (state.error or "")
+    assert state.status is pdn.WorkflowStatus.TERMINATED and "no longer needed" in (state.error or "")
 
 
 def test_wait_times_out_without_stopping_the_instance(registry, rt, iid) -> None:

@@ -99,6 +99,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS code_versions ("
     " name TEXT NOT NULL, version TEXT NOT NULL, code_hash TEXT NOT NULL, record TEXT NOT NULL,"
     " PRIMARY KEY (name, version))",
+    "CREATE TABLE IF NOT EXISTS event_schemas ("
+    " instance_id TEXT NOT NULL, event TEXT NOT NULL, model TEXT NOT NULL, schema TEXT NOT NULL,"
+    " PRIMARY KEY (instance_id, event))",
 )
 
 
@@ -170,3 +173,43 @@ class CodeStore(SidecarDb):
             return list(rows)
 
         return [CodeRecord.model_validate(json.loads(row[0])) for row in self._run(read())]
+
+    # --- the JSON Schema of typed event waits (see ``_events``) ----------------------------
+
+    def save_event_schema(self, instance_id: str, event: str, schema: dict[str, Any], model: str) -> None:
+        """Keep the schema ``instance_id`` waits for ``event`` with (the first one kept stays)."""
+
+        async def write() -> None:
+            await self._conn.execute(
+                "INSERT OR IGNORE INTO event_schemas (instance_id, event, model, schema) VALUES (?, ?, ?, ?)",
+                (instance_id, event, model, json.dumps(schema)),
+            )
+            await self._conn.commit()
+
+        self._run(write())
+
+    def event_schemas(self, instance_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """``event -> (model name, JSON Schema)`` kept for an instance."""
+
+        async def read() -> list[Any]:
+            cursor = await self._conn.execute(
+                "SELECT event, model, schema FROM event_schemas WHERE instance_id = ?", (instance_id,)
+            )
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return list(rows)
+
+        return {str(e): (str(m), json.loads(s)) for e, m, s in self._run(read())}
+
+    def forget_event_schemas(self, instance_ids: tuple[str, ...] | list[str]) -> None:
+        """Drop the kept schemas of deleted instances."""
+        if not instance_ids:
+            return
+
+        async def write() -> None:
+            await self._conn.executemany(
+                "DELETE FROM event_schemas WHERE instance_id = ?", [(i,) for i in instance_ids]
+            )
+            await self._conn.commit()
+
+        self._run(write())

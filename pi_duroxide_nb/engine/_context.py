@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from .._errors import (
     ActivityError,
+    ModelValidationError,
     PayloadError,
     TaskFailedError,
     sub_workflow_error,
     task_error_from_engine,
 )
 from ..models import ChatMessage, Outcome, RaceResult, RetryPolicy
+from ._events import note_event_model
 from ._json import strip_timestamps, to_json_value, validate_model
 
 if TYPE_CHECKING:
@@ -59,6 +63,8 @@ class DurableTask:
     """Whether ``ctx.all``/``ctx.race`` accept it."""
     parts: tuple[DurableTask, ...] = ()
     """The tasks a ``race`` combines (to type the error of the one that failed)."""
+    again: Callable[[], DurableTask] | None = None
+    """For a typed event wait: the same wait again, when the data received does not fit the model."""
 
     def error(self, message: str) -> TaskFailedError:
         """The typed error for the engine's failure ``message`` of this task."""
@@ -305,9 +311,44 @@ class WorkflowContext:
         """Sleep durably for ``delay`` (milliseconds or a timedelta); survives restarts."""
         return DurableTask("timer", self._dctx.schedule_timer(_ms(delay, "The timer delay")), decode=lambda _v: None)
 
-    def wait_for_event(self, name: str) -> DurableTask:
-        """Wait for the event ``name`` (sent with ``rt.signal_workflow``); yields its data."""
-        return DurableTask("event", self._dctx.wait_for_event(str(name)))
+    def wait_for_event(self, name: str, *, model: type[BaseModel] | None = None) -> DurableTask:
+        """Wait for the event ``name`` (sent with ``rt.signal_workflow``); yields its data.
+
+        With ``model`` (a pydantic model), the data is validated: the workflow receives a model
+        instance, and senders (``rt.signal_workflow``, ``%workflow signal``, the dashboard's
+        form, the agent's ``signal-workflow`` tool) are refused a payload that does not fit
+        (``ModelValidationError``) while the instance keeps waiting. ``rt.waiting_for(id)``
+        gives the model's JSON Schema to whoever sends.
+
+        Example:
+            class Approval(BaseModel):
+                approved: bool
+                comment: str = ""
+
+            decision = yield ctx.wait_for_event("approval", model=Approval)
+            if decision.approved: ...
+        """
+        event = str(name)
+        if model is None:
+            return DurableTask("event", self._dctx.wait_for_event(event))
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            msg = (
+                f"wait_for_event({event!r}, model=...) takes a pydantic model class, not {model!r}. "
+                "Define `class Approval(BaseModel): ...` and pass model=Approval."
+            )
+            raise PayloadError(msg)
+        note_event_model(self.instance_id, event, model)
+        what = f"The data of event {event!r}"
+
+        def decode(raw: Any) -> Any:
+            return validate_model(model, raw, what=what, instance_id=self.instance_id)
+
+        return DurableTask(
+            "event",
+            self._dctx.wait_for_event(event),
+            decode=decode,
+            again=lambda: self.wait_for_event(event, model=model),
+        )
 
     def utc_now(self) -> DurableTask:
         """Yields the current time as a timezone-aware UTC datetime, the same on replay."""
@@ -611,10 +652,26 @@ def drive(
         except Exception as exc:  # the engine reports failed tasks as bare Exceptions
             throw = item.error(str(exc))
             continue
-        try:
-            send = item.decode(raw)
-        except TaskFailedError as exc:
-            throw = exc
+        while True:
+            try:
+                send = item.decode(raw)
+            except ModelValidationError as exc:
+                if item.again is None:
+                    throw = exc
+                    break
+                # Data that does not fit the model reached the wait (a sender that could not
+                # check it): the instance keeps waiting. Deterministic, so replay takes the same path.
+                ctx.trace_warn(f"{exc} The instance keeps waiting for {item.descriptor.get('name')!r}.")
+                item = item.again()
+                try:
+                    raw = yield item.descriptor
+                except Exception as engine_exc:
+                    throw = item.error(str(engine_exc))
+                    break
+                continue
+            except TaskFailedError as exc:
+                throw = exc
+            break
 
 
 def _workflow_output(definition: WorkflowDefinition, value: Any, instance_id: str) -> Any:

@@ -24,6 +24,7 @@ import duroxide
 from .._errors import (
     EngineError,
     InstanceExistsError,
+    InstanceFinishedError,
     InstanceNotFoundError,
     InstanceRunningError,
     PayloadError,
@@ -32,15 +33,16 @@ from .._errors import (
     StoreError,
     WorkflowTimeoutError,
 )
-from ..models import DeleteResult, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
+from ..models import DeleteResult, EventWait, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
 from ._codestore import CodeRecord, CodeStore, code_path_for
 from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
+from ._events import add_schema_sink, event_model, model_name, remove_schema_sink, validate_with_schema
 from ._host import AgentHost, pi_activity_functions
-from ._json import loads_lenient, to_json_value
+from ._json import loads_lenient, to_json_value, validate_model
 from ._registry import WorkflowRegistry, default_registry, format_ref
 from ._restore import RestoreError, rebuild_definition
-from ._store import SqliteStoreReader
+from ._store import SqliteStoreReader, is_cancel_error
 from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
 
 __all__ = ["CodeNotice", "RuntimeState", "WorkflowRuntime", "default_db_path"]
@@ -348,6 +350,7 @@ class WorkflowRuntime:
                 raise RuntimeStateError(msg)
             self._open()
             self.reconcile_code()
+            add_schema_sink(self._keep_event_schema)
             self._engine = WorkflowEngine(
                 self._provider,
                 self._registry,
@@ -360,6 +363,13 @@ class WorkflowRuntime:
             self._state = RuntimeState.RUNNING
             _RUNNING.add(self)
         return self
+
+    def _keep_event_schema(self, instance_id: str, event: str, schema: dict[str, Any], model: str) -> None:
+        """Keep the schema of a typed wait a workflow turn just yielded (see ``_events``)."""
+        try:
+            self._codes.save_event_schema(instance_id, event, schema, model)
+        except Exception:  # senders in this process still have the model; never fail the turn
+            _log.warning("could not keep the schema of event %r of %r", event, instance_id, exc_info=True)
 
     def _activities(self) -> dict[str, Callable[[Any], Any]]:
         """The built-in activities the engine registers: ``ctx.pi``'s only while a host is bound.
@@ -392,6 +402,7 @@ class WorkflowRuntime:
         if engine is not None:
             engine.stop(delay)
         del engine
+        remove_schema_sink(self._keep_event_schema)
         if self._reader is not None:
             self._reader.close()
         self._transcript.close()
@@ -715,11 +726,18 @@ class WorkflowRuntime:
     def signal_workflow(self, instance_id: str, event_name: str, data: Any = None) -> None:
         """Send the event ``event_name`` with ``data`` to an instance waiting in ``ctx.wait_for_event``.
 
+        When the instance waits for ``event_name`` with a model (``ctx.wait_for_event(name,
+        model=Approval)``), ``data`` is validated against it first: a payload that does not fit
+        is refused with ``ModelValidationError`` naming the fields, nothing is sent, and the
+        instance keeps waiting. ``rt.waiting_for(instance_id)`` tells what it waits for.
+
         An event sent before the instance waits for it is dropped by the engine, so signal
-        after the instance reached its wait (its custom status is a good place to say so).
+        after the instance reached its wait (``waiting_for`` lists it then).
 
         Raises:
             InstanceNotFoundError: no such instance.
+            InstanceFinishedError: the instance has finished; nothing was sent.
+            ModelValidationError: ``data`` does not fit the model of the wait.
             PayloadError: ``data`` is not JSON-serializable, or ``event_name`` is empty.
         """
         if not isinstance(event_name, str) or not event_name:
@@ -729,19 +747,90 @@ class WorkflowRuntime:
         client = self._client_ready()
         if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
+        self._refuse_finished(instance_id, f"signal {event_name!r}")
+        value = self._check_event(instance_id, event_name, value)
         if self._engine is not None:
             self._engine.wake()
         client.raise_event(instance_id, event_name, value)
 
-    def cancel_workflow(self, instance_id: str, reason: str = "cancelled by user") -> None:
-        """Ask an instance to stop; it ends as ``Failed`` with error ``canceled: <reason>``.
+    def _refuse_finished(self, instance_id: str, what: str) -> None:
+        state = self.get_workflow(instance_id)
+        if state.status.is_terminal:
+            how = f" ({state.error})" if state.error else ""
+            msg = (
+                f"Workflow instance {instance_id!r} has finished as {state.status.value}{how}, so the {what} was "
+                "not sent: a finished instance takes no more events. Start a new instance "
+                "(rt.start_workflow) to run it again."
+            )
+            raise InstanceFinishedError(msg, instance_id=instance_id, status=state.status.value)
+
+    def _check_event(self, instance_id: str, event_name: str, value: Any) -> Any:
+        """Validate the data of a signal against the model its wait expects; returns what to send."""
+        what = f"The data of event {event_name!r}"
+        model = event_model(instance_id, event_name)
+        if model is not None:
+            checked = validate_model(model, value, what=what, instance_id=instance_id)
+            return to_json_value(checked, what=f"the data of signal {event_name!r}")
+        kept = self._codes.event_schemas(instance_id).get(event_name)
+        if kept is not None:
+            validate_with_schema(kept[1], value, what=what, instance_id=instance_id)
+        return value
+
+    def waiting_for(self, instance_id: str) -> list[EventWait]:
+        """The events the instance waits for now, each with the JSON Schema of its model, if any.
+
+        Read from its history: the ``ctx.wait_for_event`` subscriptions of the current
+        execution that no event has answered yet (empty once it has finished).
+
+        Example:
+            [wait] = rt.waiting_for(iid)
+            rt.signal_workflow(iid, wait.name, {"approved": True})
 
         Raises:
             InstanceNotFoundError: no such instance.
         """
+        state = self.get_workflow(instance_id)
+        if state.status.is_terminal or state.status is WorkflowStatus.PENDING:
+            return []
+        open_waits: dict[int, tuple[str, datetime]] = {}
+        for event in self.history(instance_id):
+            if event.kind == "ExternalSubscribed" and event.name:
+                open_waits[event.event_id] = (event.name, event.timestamp)
+            elif event.kind == "ExternalSubscribedCancelled" and event.source_event_id is not None:
+                open_waits.pop(int(event.source_event_id), None)
+            elif event.kind == "ExternalEvent" and event.name:
+                answered = next((k for k, (n, _) in open_waits.items() if n == event.name), None)
+                if answered is not None:
+                    del open_waits[answered]
+        if not open_waits:
+            return []
+        kept = self._codes.event_schemas(instance_id)
+        waits: list[EventWait] = []
+        for name, since in open_waits.values():
+            if any(w.name == name for w in waits):
+                continue
+            model = event_model(instance_id, name)
+            if model is not None:
+                waits.append(
+                    EventWait(name=name, model=model_name(model), json_schema=model.model_json_schema(), since=since)
+                )
+            elif name in kept:
+                waits.append(EventWait(name=name, model=kept[name][0], json_schema=kept[name][1], since=since))
+            else:
+                waits.append(EventWait(name=name, since=since))
+        return waits
+
+    def cancel_workflow(self, instance_id: str, reason: str = "cancelled by user") -> None:
+        """Ask an instance to stop; it ends as ``Terminated`` (its error reads ``canceled: <reason>``).
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            InstanceFinishedError: the instance has already finished; nothing was changed.
+        """
         client = self._client_ready()
         if not self._exists(instance_id):
             raise InstanceNotFoundError(instance_id)
+        self._refuse_finished(instance_id, "cancel request")
         if self._engine is not None:
             self._engine.wake()
         client.cancel_instance(instance_id, reason)
@@ -846,7 +935,7 @@ class WorkflowRuntime:
         client = self._client_ready()
         # Most waits find the instance already known (often already finished): one store read.
         known = self._reader.states(instance_id=instance_id) if self._reader is not None else []
-        if known and known[0].status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+        if known and known[0].status.is_terminal:
             return self._typed(known[0])
         if not known:
             first = client.get_status(instance_id)
@@ -1097,7 +1186,7 @@ class WorkflowRuntime:
         Raises:
             PayloadError: ``status`` is not a finished status, or ``older_than`` is not a duration.
         """
-        statuses = [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED]
+        statuses = [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED]
         if status is not None:
             wanted = _status(status)
             if not wanted.is_terminal:
@@ -1145,6 +1234,7 @@ class WorkflowRuntime:
             raise EngineError(msg, cause=exc) from exc
         for iid in ids:
             self._queued.pop(iid, None)
+        self._codes.forget_event_schemas(ids)
         return DeleteResult(
             instance_ids=ids,
             executions_deleted=int(result.executions_deleted),
@@ -1220,11 +1310,14 @@ class WorkflowRuntime:
             info = client.get_instance_info(instance_id)
         except Exception:  # failed before its instance row was written: the status is all there is
             info = None
+        status_value = WorkflowStatus(status.status)
+        if status_value is WorkflowStatus.FAILED and is_cancel_error(status.error):
+            status_value = WorkflowStatus.TERMINATED
         return WorkflowState(
             instance_id=instance_id,
             name=info.orchestration_name if info is not None else "",
             version=info.orchestration_version if info is not None else "",
-            status=WorkflowStatus(status.status),
+            status=status_value,
             output=status.output if status.status == "Completed" else None,
             error=status.error,
             custom_status=status.custom_status,

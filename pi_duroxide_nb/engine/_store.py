@@ -91,13 +91,25 @@ LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.c
 """
 
 
+_STATUS_SQL = (
+    "CASE WHEN e.status = 'Failed' AND (e.output = 'canceled' OR e.output LIKE 'canceled: %') "
+    "THEN 'Terminated' ELSE COALESCE(e.status, 'Pending') END"
+)
+"""An instance's status; a cancelled one (the engine's ``Failed``, ``canceled: <reason>``) reads as ``Terminated``."""
+
+
+def is_cancel_error(error: str | None) -> bool:
+    """True for the error text the engine gives a cancelled instance."""
+    return error is not None and (error == "canceled" or error.startswith("canceled: "))
+
+
 def _state_sql(instance_id: str | None, name: str | None, status: str | None) -> tuple[str, list[Any]]:
     """``_STATE_SQL`` filtered by id, workflow name and status, newest first."""
     where, args = [], []
     for clause, value in (
         ("i.instance_id = ?", instance_id),
         ("i.orchestration_name = ?", name),
-        ("COALESCE(e.status, 'Pending') = ?", status),
+        (f"{_STATUS_SQL} = ?", status),
     ):
         if value is not None:
             where.append(clause)
@@ -330,6 +342,8 @@ class SqliteStoreReader:
         out: Any = None
         if status_value is WorkflowStatus.FAILED:
             error = output
+            if is_cancel_error(output):
+                status_value = WorkflowStatus.TERMINATED
         elif output is not None:
             out = loads_lenient(output)
         created = _from_ms(first_ms)
@@ -408,7 +422,7 @@ class SqliteStoreReader:
         from the queue to the tables in between would be counted in neither.
         """
         instances = (
-            "SELECT COALESCE(e.status, 'Pending') AS status FROM instances i "
+            f"SELECT {_STATUS_SQL} AS status FROM instances i "
             "LEFT JOIN executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id"
         )
         queued = (
