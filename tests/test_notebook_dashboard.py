@@ -156,7 +156,7 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
         dash.cancel_button.click()
         assert dash.last_action == "Cancel requested for act-2."
         state = rt.wait_for_workflow(other, timeout=30)
-        assert state.status is pdn.WorkflowStatus.FAILED and "cancel" in (state.error or "")
+        assert state.status is pdn.WorkflowStatus.TERMINATED and "cancel" in (state.error or "")
 
         dash.replay_button.click()  # the hook opens the replay stepper on the selected instance
         assert dash.last_action == "Replaying act-2."

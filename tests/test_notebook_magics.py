@@ -110,7 +110,7 @@ def test_cell_and_line_magics_end_to_end(shell, registry) -> None:
     wait_for_custom_status("dep-2", "awaiting")
     run(shell, "%workflow cancel dep-2")
     cancelled = run(shell, "%workflow wait dep-2").state
-    assert cancelled.status is pdn.WorkflowStatus.FAILED and "cancel" in (cancelled.error or "")
+    assert cancelled.status is pdn.WorkflowStatus.TERMINATED and "cancel" in (cancelled.error or "")
 
 
 def test_start_input_defaults_to_empty_object(shell) -> None:
@@ -285,7 +285,7 @@ def test_determinism_warnings_from_the_cell_name_the_alternative(shell, registry
         ("%workflow wait missing-id --timeout", "--timeout needs a value"),
         ("%workflows all", "takes no arguments: run it alone"),
         ("%workflow list --status Sleeping", "Unknown workflow status 'Sleeping'"),
-        ("%workflow signal x", "Give the event name"),
+        ("%workflow signal x", "No workflow instance 'x'"),
         ("%workflow status a b", "takes one instance id; remove 'b'"),
         ("%workflow cancel a --force", "takes one instance id; remove '--force'"),
         ('%workflow start "my flow', "A quote is not closed"),
@@ -373,3 +373,38 @@ def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell, no_lea
     assert not first.live and second.live  # the old output's refresh stopped
     shell.run_line_magic("unload_ext", EXT)
     assert not second.live
+
+
+def test_signal_without_event_name_sends_the_awaited_one_and_validates(shell, registry) -> None:
+    from pydantic import BaseModel
+
+    class Approval(BaseModel):
+        approved: bool
+
+    @registry.register_workflow("gate")
+    def gate(ctx, input):
+        ctx.set_custom_status("waiting")
+        decision = yield ctx.wait_for_event("approval", model=Approval)
+        extra = yield ctx.all([ctx.wait_for_event("a"), ctx.wait_for_event("b")])
+        return [decision.approved, extra]
+
+    rt = pdn.kernel_runtime()
+    run(shell, "%workflow start gate --id gate-1")
+    wait_until(lambda: rt.waiting_for("gate-1"), timeout=10)
+    with pytest.raises(UsageError, match=r"does not match Approval: approved: Input should be a valid boolean"):
+        run(shell, '%workflow signal gate-1 {"approved": "perhaps"}')
+    assert [w.name for w in rt.waiting_for("gate-1")] == ["approval"]
+    run(shell, '%workflow signal gate-1 {"approved": true}')
+    wait_until(lambda: len(rt.waiting_for("gate-1")) == 2, timeout=10)
+    with pytest.raises(UsageError, match=r"waits for several events \(a, b\); name one"):
+        run(shell, "%workflow signal gate-1 [1]")
+    run(shell, "%workflow signal gate-1 a 1")
+    wait_until(lambda: [w.name for w in rt.waiting_for("gate-1")] == ["b"], timeout=10)
+    run(shell, "%workflow signal gate-1")
+    assert rt.wait_for_workflow("gate-1", timeout=10).output == [True, [1, None]]
+    with pytest.raises(UsageError, match="waits for no event now"):
+        run(shell, "%workflow signal gate-1")
+    with pytest.raises(UsageError, match="has finished as Completed"):
+        run(shell, "%workflow signal gate-1 a 2")
+    with pytest.raises(UsageError, match="has finished as Completed"):
+        run(shell, "%workflow cancel gate-1")

@@ -137,3 +137,50 @@ def test_tools_carry_the_kv_store_bounded_and_say_when_truncated(registry, tools
     assert listed[small]["kv"] == done["kv"]  # listed instances carry theirs too, under a smaller bound
     assert len(json.dumps(listed[big]["kv"])) <= 1000 and listed[big]["kvTruncated"]["limitChars"] == 1000
     assert listed[big]["kvTruncated"]["shownKeys"] < truncated["shownKeys"]
+
+
+def test_typed_wait_through_the_tools(registry, make_runtime, iid) -> None:
+    from pydantic import BaseModel, Field
+
+    class Approval(BaseModel):
+        approved: bool = Field(description="Ship it?")
+
+    @registry.register_workflow("gate")
+    def gate(ctx, input):
+        decision = yield ctx.wait_for_event("approval", model=Approval)
+        return decision.approved
+
+    rt = make_runtime().start()
+    tools = {t.name: t for t in pdn.workflow_tools(rt)}
+    instance = rt.start_workflow("gate", instance_id=iid())
+    got = wait_until(
+        lambda: (p := payload(tools["get-workflow"].execute({"instanceId": instance})))["waitingFor"] and p
+    )
+    [waiting] = got["waitingFor"]
+
+    def signal(data: object) -> pdn.ToolResult:
+        return tools["signal-workflow"].execute({"instanceId": instance, "eventName": "approval", "data": data})
+
+    assert waiting["eventName"] == "approval"
+    assert waiting["schema"]["properties"]["approved"] == {
+        "description": "Ship it?",
+        "title": "Approved",
+        "type": "boolean",
+    }
+    bad = signal({"approved": []})
+    assert bad.is_error
+    text = bad.content[0].text
+    assert "approved: Input should be a valid boolean" in text
+    assert "The data must fit this JSON Schema:" in text and '"Ship it?"' in text
+    assert payload(tools["get-workflow"].execute({"instanceId": instance}))["waitingFor"] == got["waitingFor"]
+    good = tools["signal-workflow"].execute(
+        {"instanceId": instance, "eventName": "approval", "data": {"approved": True}}
+    )
+    assert payload(good) == {"signalled": True}
+    assert rt.wait_for_workflow(instance, timeout=10).output is True
+    done = payload(tools["get-workflow"].execute({"instanceId": instance}))
+    assert done["waitingFor"] == []
+    late = tools["signal-workflow"].execute(
+        {"instanceId": instance, "eventName": "approval", "data": {"approved": True}}
+    )
+    assert late.is_error and "has finished as Completed" in late.content[0].text

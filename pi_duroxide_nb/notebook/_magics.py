@@ -32,7 +32,7 @@ _USAGE = """\
 %workflow start NAME [--id ID] [JSON]      start an instance (input defaults to {})
 %workflow status ID                        its state
 %workflow wait ID [--timeout S]            wait until it finishes (default 60 s)
-%workflow signal ID EVENT [JSON]           send an event to ctx.wait_for_event
+%workflow signal ID [EVENT] [JSON]         send an event to ctx.wait_for_event (default: the one it waits for)
 %workflow cancel ID                        cancel it
 %workflow history ID                       its events and a timeline
 %workflow list [--name N] [--status S] [--limit N]   newest first (50 by default)
@@ -41,6 +41,23 @@ _USAGE = """\
                                            (--force cancels a running one first)
 %workflow purge [--status S] [--older-than AGE] [--name N] [--all]
                                            delete finished instances in bulk (AGE: 90, 30s, 15m, 12h, 7d)"""
+
+
+def _awaited_event(runtime: Any, instance_id: str) -> str:
+    """The one event ``instance_id`` waits for (``%workflow signal ID`` without an event name)."""
+    names = [w.name for w in runtime.waiting_for(instance_id)]
+    if len(names) == 1:
+        return str(names[0])
+    if not names:
+        state = runtime.get_workflow(instance_id)
+        msg = (
+            f"{instance_id} waits for no event now (it is {state.status.value}), so there is nothing to send "
+            "without a name. Give one: %workflow signal ID EVENT [JSON]; %workflow status ID shows where it is."
+        )
+    else:
+        listed = ", ".join(names)
+        msg = f"{instance_id} waits for several events ({listed}); name one: %workflow signal ID EVENT [JSON]."
+    raise UsageError(msg)
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -234,9 +251,10 @@ class WorkflowMagics(Magics):
                 flags = _flags(rest, ("--timeout",), "%workflow wait ID [--timeout SECONDS]")
                 timeout = _number(flags.get("--timeout", "60"), "--timeout")
                 return StateView(_wait_with_progress(runtime, iid, timeout))
-            (event, *_), rest = _split(rest, 1) if rest.strip() else ([""], "")
-            if not event:
-                raise UsageError("Give the event name: %workflow signal ID EVENT [JSON]")
+            if not rest.strip() or rest.lstrip()[0] in "{[":
+                event = _awaited_event(runtime, iid)  # no name given: the one it waits for
+            else:
+                (event, *_), rest = _split(rest, 1)
             data = _parse_json(rest, f"The data of event {event!r}") if rest.strip() else None
             runtime.signal_workflow(iid, event, data)
             print(f"Sent {event!r} to {iid}.")

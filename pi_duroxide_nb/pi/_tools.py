@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._errors import InstanceNotFoundError, PiDuroxideError, RuntimeStateError, WorkflowTimeoutError
+from .._errors import (
+    InstanceNotFoundError,
+    ModelValidationError,
+    PiDuroxideError,
+    RuntimeStateError,
+    WorkflowTimeoutError,
+)
 from ..models import WorkflowState, WorkflowStatus
 
 if TYPE_CHECKING:
@@ -189,6 +195,11 @@ def kv_json(runtime: WorkflowRuntime, instance_id: str, limit: int) -> dict[str,
     return result
 
 
+def waiting_json(runtime: WorkflowRuntime, instance_id: str) -> list[dict[str, Any]]:
+    """What an instance waits for, as the tools report it: ``[{"eventName", "schema"}]``."""
+    return [{"eventName": w.name, "schema": w.json_schema} for w in runtime.waiting_for(instance_id)]
+
+
 def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
     """The five workflow tools bound to ``runtime``.
 
@@ -206,7 +217,8 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
 
     def get(a: GetWorkflowArgs) -> Any:
         try:
-            return with_kv(runtime.get_workflow(a.instanceId))
+            state = runtime.get_workflow(a.instanceId)
+            return {**with_kv(state), "waitingFor": waiting_json(runtime, a.instanceId)}
         except InstanceNotFoundError:
             return {"instanceId": a.instanceId, "status": "not_found"}
 
@@ -215,7 +227,12 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
         return [with_kv(s, KV_LIMIT_CHARS_LISTED) for s in runtime.list_workflows(name=a.name, status=status)]
 
     def signal(a: SignalWorkflowArgs) -> Any:
-        runtime.signal_workflow(a.instanceId, a.eventName, a.data)
+        try:
+            runtime.signal_workflow(a.instanceId, a.eventName, a.data)
+        except ModelValidationError as exc:
+            expected = next((w.json_schema for w in runtime.waiting_for(a.instanceId) if w.name == a.eventName), None)
+            hint = f" The data must fit this JSON Schema: {json.dumps(expected)}" if expected else ""
+            raise ModelValidationError(f"{exc}{hint}", fields=exc.fields, instance_id=a.instanceId, cause=exc) from exc
         return {"signalled": True}
 
     def wait(a: WaitForWorkflowArgs) -> Any:
@@ -235,8 +252,8 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
         ),
         WorkflowTool(
             "get-workflow",
-            "Get the status, output, custom status and KV store entries of a workflow instance "
-            "('not_found' for unknown ids).",
+            "Get the status, output, custom status, KV store entries and the events a workflow instance waits "
+            "for (waitingFor: event names with the JSON Schema of their data) ('not_found' for unknown ids).",
             GetWorkflowArgs,
             get,
         ),
@@ -249,7 +266,8 @@ def workflow_tools(runtime: WorkflowRuntime) -> list[WorkflowTool]:
         ),
         WorkflowTool(
             "signal-workflow",
-            "Send an external event to a workflow waiting on ctx.wait_for_event().",
+            "Send an external event to a workflow waiting on ctx.wait_for_event(). get-workflow's waitingFor "
+            "gives the event names it waits for and the JSON Schema the data must fit.",
             SignalWorkflowArgs,
             signal,
         ),
