@@ -153,7 +153,14 @@ def test_dashboard_actions_validate_before_sending(rt, waiting, no_leaked_comms)
         other = start_waiting(rt, "act-2")
         dash.refresh()
         dash.select(other)
+        dash.cancel_button.click()  # asks first
+        assert dash.last_action == "Confirm to cancel act-2." and dash.cancel_box.layout.display == "flex"
+        assert "act-2" in dash.cancel_prompt.value
+        dash.cancel_keep_button.click()
+        assert dash.last_action == "Kept act-2 running." and dash.cancel_box.layout.display == "none"
+        assert rt.get_workflow(other).status is pdn.WorkflowStatus.RUNNING
         dash.cancel_button.click()
+        dash.cancel_confirm_button.click()
         assert dash.last_action == "Cancel requested for act-2."
         state = rt.wait_for_workflow(other, timeout=30)
         assert state.status is pdn.WorkflowStatus.TERMINATED and "cancel" in (state.error or "")
@@ -365,5 +372,112 @@ def test_a_history_too_large_for_a_link_says_how_to_save_it(rt, waiting, monkeyp
         assert "too large for a link here" in dash.download_html.value
         assert "rt.history(&#x27;dl-big&#x27;).to_json()" in dash.download_html.value
         assert "base64" not in dash.download_html.value
+    finally:
+        dash.close()
+
+
+def test_event_form_answers_a_typed_wait_and_shows_errors_inline(rt, registry, iid, no_leaked_comms) -> None:
+    from enum import Enum
+
+    from pydantic import BaseModel, Field
+
+    class Risk(str, Enum):
+        LOW = "low"
+        HIGH = "high"
+
+    class Approval(BaseModel):
+        """Sign-off for a deploy."""
+
+        approved: bool = Field(description="Ship it?")
+        risk: Risk = Risk.LOW
+        replicas: int = Field(default=1, description="How many to run")
+        note: str | None = None
+
+    @registry.register_workflow("gate")
+    def gate(ctx, input):
+        decision = yield ctx.wait_for_event("approval", model=Approval)
+        more = yield ctx.wait_for_event("notes")
+        return [decision.approved, decision.risk.value, decision.replicas, decision.note, more]
+
+    instance = rt.start_workflow("gate", instance_id=iid("gate"))
+    wait_until(lambda: rt.waiting_for(instance), timeout=10)
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        form = dash.event_form
+        assert form.layout.display == "none"  # nothing selected
+        dash.select(instance)
+        assert form.layout.display == "flex"
+        assert "approval" in form.title_html.value and "Approval" in form.title_html.value
+        assert "Sign-off for a deploy." in form.title_html.value
+        assert form.event_choice.layout.display == "none"  # one event: nothing to choose
+        assert set(form.fields) == {"approved", "risk", "replicas", "note"}
+        approved, risk, replicas = form.fields["approved"], form.fields["risk"], form.fields["replicas"]
+        assert approved.options == (("true", True), ("false", False)) and approved.value is None
+        assert risk.options == (('"low"', "low"), ('"high"', "high")) and risk.value == "low"
+        assert replicas.value == "1" and replicas.tooltip == "How many to run"
+        labels = [row.children[0].value for row in form.fields_box.children]
+        assert "Ship it?" in labels[0] and "Approved *" in labels[0]
+
+        # Missing and malformed values: refused, shown beside the fields, nothing sent.
+        replicas.value = "lots"
+        form.send_button.click()
+        assert "does not match Approval" in form.error_html.value
+        assert "Field required" in form.field_errors["approved"].value
+        assert "valid integer" in form.field_errors["replicas"].value
+        assert form.field_errors["risk"].value == ""
+        assert "does not match Approval" in dash.last_action
+        assert [w.name for w in rt.waiting_for(instance)] == ["approval"]
+        assert not [e for e in rt.history(instance) if e.kind == "ExternalEvent"]
+
+        # A refresh keeps what was typed.
+        approved.value = True
+        dash.refresh()
+        assert form.fields["approved"] is approved and approved.value is True
+
+        risk.value = "high"
+        replicas.value = "3"
+        form.fields["note"].value = "after the freeze"
+        form.send_button.click()
+        assert dash.last_action == f"Sent 'approval' to {instance}." and form.error_html.value == ""
+        assert all(e.value == "" for e in form.field_errors.values())
+
+        # The next wait has no model: the event name is given, the data is a JSON box.
+        wait_until(lambda: (dash.refresh(), form.wait is not None and form.wait.name == "notes")[1], timeout=10)
+        assert form.fields == {} and form.fields_box.children == (form.payload,)
+        assert "any JSON" in form.title_html.value
+        form.payload.value = "{oops"
+        form.send_button.click()
+        assert "not valid JSON" in form.error_html.value
+        form.payload.value = '["ok"]'
+        form.send_button.click()
+        state = rt.wait_for_workflow(instance, timeout=10)
+        assert state.output == [True, "high", 3, "after the freeze", ["ok"]]
+        dash.refresh()
+        assert form.layout.display == "none"  # finished: it waits for nothing
+    finally:
+        dash.close()
+
+
+def test_cancelled_instance_closes_its_timeline_and_reads_terminated(rt, waiting, no_leaked_comms) -> None:
+    instance = start_waiting(rt, "tl-1")
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        dash.select(instance)
+        assert "1 running now" in dash.header.value
+        open_bars = [b for b in dash.selected_history.bars if b.end is None]
+        assert [b.label for b in open_bars] == ["decision"]
+        dash.cancel_button.click()
+        dash.cancel_confirm_button.click()
+        rt.wait_for_workflow(instance, timeout=10)
+        dash.refresh()
+        assert dash.selected_history.state.status is pdn.WorkflowStatus.TERMINATED
+        assert all(b.end is not None for b in dash.selected_history.bars)
+        [wait_bar] = [b for b in dash.selected_history.bars if b.kind == "event"]
+        assert wait_bar.outcome == "cancelled"
+        assert "0 running now" in dash.header.value and "Terminated 1" in dash.header.value
+        dash.status_filter.value = "Terminated"
+        assert [v for _, v in dash.instances.options] == [instance]
+        dash.cancel_button.click()
+        assert "already finished (Terminated)" in dash.last_action and dash.cancel_box.layout.display == "none"
     finally:
         dash.close()

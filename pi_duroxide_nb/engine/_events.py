@@ -25,13 +25,21 @@ from pydantic import BaseModel
 
 from .._errors import ModelValidationError
 
-__all__ = ["add_schema_sink", "event_model", "note_event_model", "remove_schema_sink", "validate_with_schema"]
+__all__ = [
+    "add_schema_sink",
+    "event_model",
+    "model_schema",
+    "note_event_model",
+    "remove_schema_sink",
+    "validate_with_schema",
+]
 
 SchemaSink = Callable[[str, str, dict[str, Any], str], None]
 """``sink(instance_id, event_name, json_schema, model_name)``."""
 
 _LOCK = threading.Lock()
 _MODELS: OrderedDict[tuple[str, str], type[BaseModel]] = OrderedDict()
+_SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
 _MAX_MODELS = 10_000
 """Models noted for the most recent waits (older ones are read back from the sidecar)."""
 _SINKS: list[SchemaSink] = []
@@ -53,9 +61,20 @@ def note_event_model(instance_id: str, name: str, model: type[BaseModel]) -> Non
         while len(_MODELS) > _MAX_MODELS:
             _MODELS.popitem(last=False)
         sinks = list(_SINKS)
-    schema = model.model_json_schema()
+    schema = model_schema(model)
     for sink in sinks:
         sink(instance_id, name, schema, model_name(model))
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a model, computed once per model class."""
+    with _LOCK:
+        schema = _SCHEMAS.get(model)
+    if schema is None:
+        schema = model.model_json_schema()
+        with _LOCK:
+            _SCHEMAS[model] = schema
+    return schema
 
 
 def event_model(instance_id: str, name: str) -> type[BaseModel] | None:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +37,14 @@ from ..models import DeleteResult, EventWait, HistoryEvent, HistoryList, Workflo
 from ._codestore import CodeRecord, CodeStore, code_path_for
 from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
-from ._events import add_schema_sink, event_model, model_name, remove_schema_sink, validate_with_schema
+from ._events import (
+    add_schema_sink,
+    event_model,
+    model_name,
+    model_schema,
+    remove_schema_sink,
+    validate_with_schema,
+)
 from ._host import AgentHost, pi_activity_functions
 from ._json import loads_lenient, to_json_value, validate_model
 from ._registry import WorkflowRegistry, default_registry, format_ref
@@ -776,7 +783,7 @@ class WorkflowRuntime:
             validate_with_schema(kept[1], value, what=what, instance_id=instance_id)
         return value
 
-    def waiting_for(self, instance_id: str) -> list[EventWait]:
+    def waiting_for(self, instance_id: str, *, history: Sequence[HistoryEvent] | None = None) -> list[EventWait]:
         """The events the instance waits for now, each with the JSON Schema of its model, if any.
 
         Read from its history: the ``ctx.wait_for_event`` subscriptions of the current
@@ -786,14 +793,22 @@ class WorkflowRuntime:
             [wait] = rt.waiting_for(iid)
             rt.signal_workflow(iid, wait.name, {"approved": True})
 
+        Args:
+            instance_id: The instance.
+            history: Its current execution's events, when the caller has just read them
+                (``rt.history(instance_id)``): saves reading them again.
+
         Raises:
             InstanceNotFoundError: no such instance.
         """
-        state = self.get_workflow(instance_id)
-        if state.status.is_terminal or state.status is WorkflowStatus.PENDING:
-            return []
+        events = list(history) if history is not None else None
+        if events is None:
+            state = self.get_workflow(instance_id)
+            if state.status.is_terminal or state.status is WorkflowStatus.PENDING:
+                return []
+            events = list(self.history(instance_id))
         open_waits: dict[int, tuple[str, datetime]] = {}
-        for event in self.history(instance_id):
+        for event in events:
             if event.kind == "ExternalSubscribed" and event.name:
                 open_waits[event.event_id] = (event.name, event.timestamp)
             elif event.kind == "ExternalSubscribedCancelled" and event.source_event_id is not None:
@@ -802,19 +817,23 @@ class WorkflowRuntime:
                 answered = next((k for k, (n, _) in open_waits.items() if n == event.name), None)
                 if answered is not None:
                     del open_waits[answered]
+            elif event.kind in _ENDS:
+                return []
         if not open_waits:
             return []
-        kept = self._codes.event_schemas(instance_id)
+        kept: dict[str, tuple[str, dict[str, Any]]] | None = None
         waits: list[EventWait] = []
         for name, since in open_waits.values():
             if any(w.name == name for w in waits):
                 continue
             model = event_model(instance_id, name)
             if model is not None:
-                waits.append(
-                    EventWait(name=name, model=model_name(model), json_schema=model.model_json_schema(), since=since)
-                )
-            elif name in kept:
+                schema = model_schema(model)
+                waits.append(EventWait(name=name, model=model_name(model), json_schema=schema, since=since))
+                continue
+            if kept is None:
+                kept = self._codes.event_schemas(instance_id)
+            if name in kept:
                 waits.append(EventWait(name=name, model=kept[name][0], json_schema=kept[name][1], since=since))
             else:
                 waits.append(EventWait(name=name, since=since))
@@ -1348,6 +1367,8 @@ class WorkflowRuntime:
         return events
 
 
+_ENDS = frozenset({"OrchestrationCompleted", "OrchestrationFailed", "OrchestrationContinuedAsNew"})
+"""History events after which an execution waits for nothing."""
 _WAIT_SLICE_S = 0.1
 """Waits check for an interrupt this often."""
 _PROGRESS_EVERY_S = 0.5

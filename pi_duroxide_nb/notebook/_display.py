@@ -294,7 +294,7 @@ class TimelineBar:
     end: datetime | None
     """When it completed; ``None`` while it is still open."""
     outcome: str
-    """``completed``, ``failed`` or ``open``."""
+    """``completed``, ``failed``, ``cancelled`` (the instance ended first) or ``open``."""
 
     @property
     def duration(self) -> timedelta | None:
@@ -326,15 +326,21 @@ def _label(event: HistoryEvent, kind: str) -> str:
     return name or kind
 
 
+_ENDS = frozenset({"OrchestrationCompleted", "OrchestrationFailed", "OrchestrationContinuedAsNew"})
+
+
 def timeline_bars(events: Sequence[HistoryEvent]) -> list[TimelineBar]:
     """Pair every schedule with its completion: where the instance's time went.
 
     Activities, timers and sub-workflows pair by ``source_event_id``; a wait for a signal
-    pairs with the next event of that name. Unfinished tasks have ``end=None``.
+    pairs with the next event of that name. Unfinished tasks of a running instance have
+    ``end=None``; those of an instance that ended (cancelled, failed, continued as new) close at
+    its end, as ``cancelled``.
     """
     open_: dict[int, tuple[HistoryEvent, str]] = {}
     waits: dict[str, list[int]] = {}
     ends: dict[int, tuple[datetime, str]] = {}
+    finished: datetime | None = None
     for e in events:
         kind = _SCHEDULES.get(e.kind)
         if kind is not None:
@@ -347,9 +353,15 @@ def timeline_bars(events: Sequence[HistoryEvent]) -> list[TimelineBar]:
             ends[e.source_event_id] = (e.timestamp, outcome)
         elif e.kind == "ExternalEvent" and waits.get(e.name or ""):
             ends[waits[e.name or ""].pop(0)] = (e.timestamp, "completed")
+        elif e.kind.endswith("Cancelled") and e.source_event_id in open_:
+            ends.setdefault(e.source_event_id, (e.timestamp, "cancelled"))
+        elif e.kind in _ENDS:
+            finished = e.timestamp
     bars = []
     for event_id, (e, kind) in open_.items():
         end, outcome = ends.get(event_id, (None, "open"))
+        if end is None and finished is not None:  # the instance ended with the task unfinished
+            end, outcome = finished, "cancelled"
         bars.append(TimelineBar(kind, _label(e, kind), event_id, e.timestamp, end, outcome))
     return bars
 
@@ -376,10 +388,12 @@ def timeline_html(bars: Sequence[TimelineBar], *, now: datetime | None = None) -
         width = min(max(0.4, stop - left), 100 - left)
         colour = "#cf222e" if b.outcome == "failed" else _KIND_COLOURS.get(b.kind, "#57606a")
         took = format_duration(b.duration) if b.end else "open"
-        fade = ";opacity:.5" if b.end is None else ""
+        note = " (ended with the instance, unfinished)" if b.outcome == "cancelled" else ""
+        fade = ";opacity:.5" if b.end is None or b.outcome == "cancelled" else ""
         label = _esc(b.label)
+        tip = f"{_esc(b.kind)} {label}: {took}{note}"
         rows.append(
-            f'<div class=r><div class=l>{label}</div><div class=t><div class=b title="{_esc(b.kind)} {label}: {took}" '
+            f'<div class=r><div class=l>{label}</div><div class=t><div class=b title="{tip}" '
             f'style="left:{left:.2f}%;width:{width:.2f}%;background:{colour}{fade}"></div></div>'
             f"<div class=d>{took}</div></div>"
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..._errors import PayloadError, PiDuroxideError
 from ...engine import RuntimeState, WorkflowRuntime
-from ...models import DeleteResult, HistoryEvent, WorkflowState, WorkflowStatus
+from ...models import DeleteResult, EventWait, HistoryEvent, WorkflowState, WorkflowStatus
 from .._display import TimelineBar, timeline_bars
 
 __all__ = [
@@ -97,6 +97,8 @@ class HistorySnapshot:
     state: WorkflowState
     events: tuple[HistoryEvent, ...]
     bars: tuple[TimelineBar, ...]
+    waiting: tuple[EventWait, ...] = ()
+    """The events it waits for now, with their schemas (``rt.waiting_for``)."""
 
 
 def parse_json_field(text: str, what: str, *, empty: Any = None) -> Any:
@@ -205,7 +207,10 @@ class DashboardController:
         """An instance's state, events and timeline bars (two store queries)."""
         state = self.runtime.get_workflow(instance_id)
         events = tuple(self.runtime.history(instance_id))
-        return HistorySnapshot(state=state, events=events, bars=tuple(timeline_bars(events)))
+        waiting: tuple[EventWait, ...] = ()
+        if not state.status.is_terminal and state.status is not WorkflowStatus.PENDING:
+            waiting = tuple(self.runtime.waiting_for(instance_id, history=events))
+        return HistorySnapshot(state=state, events=events, bars=tuple(timeline_bars(events)), waiting=waiting)
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -224,6 +229,12 @@ class DashboardController:
             raise PayloadError("Type the event name the workflow waits for (ctx.wait_for_event(name)).")
         data = parse_json_field(data_text, f"The payload of event {event_name!r}")
         self.runtime.signal_workflow(instance_id, event_name.strip(), data)
+
+    def send_event(self, instance_id: str, event_name: str, data: Any) -> None:
+        """Raise ``event_name`` with ``data`` (already parsed: the event form's) on an instance."""
+        if not instance_id:
+            raise PayloadError("Select an instance to signal first.")
+        self.runtime.signal_workflow(instance_id, event_name, data)
 
     def cancel(self, instance_id: str) -> None:
         """Cancel an instance."""

@@ -25,6 +25,7 @@ from .._display import (
 )
 from .._session import kernel_runtime, on_kernel_runtime_stop
 from ._controller import DashboardController, DashboardSnapshot, HistorySnapshot
+from ._event_form import EventForm
 from ._refresher import Refresher
 from ._widgets import close_children, close_tree
 
@@ -140,7 +141,18 @@ class WorkflowDashboard(widgets.VBox):
             placeholder='JSON payload, e.g. {"approved": true}', description="payload"
         )
         self.signal_button = _button("Raise event", "Send the event to the selected instance", "primary")
-        self.cancel_button = _button("Cancel", "Cancel the selected instance", "danger")
+        self.cancel_button = _button("Cancel", "Cancel the selected instance (asks first)", "danger")
+        self.cancel_prompt = widgets.HTML()
+        self.cancel_confirm_button = _button("Cancel it", "Yes: stop the instance for good", "danger")
+        self.cancel_keep_button = _button("Keep running", "No: leave the instance running")
+        self.cancel_box = widgets.HBox(
+            [self.cancel_prompt, self.cancel_confirm_button, self.cancel_keep_button],
+            layout=widgets.Layout(display="none"),
+        )
+        self.pending_cancel: str | None = None
+        """The instance the cancel confirmation asks about."""
+        self.event_form = EventForm(on_send=self._send_form)
+        """The form that answers what the selected instance waits for (built from the event's model)."""
         self.replay_button = _button("Replay", "Open the replay stepper on the selected instance")
         self.delete_button = _button(
             "Delete", "Delete the selected instance with its sub-workflows and transcript (asks first)", "danger"
@@ -181,8 +193,10 @@ class WorkflowDashboard(widgets.VBox):
                 self.instances,
                 section("Selected instance"),
                 self.detail_html,
+                self.event_form,
                 widgets.HBox([self.event_name, self.event_payload]),
                 widgets.HBox([self.signal_button, self.cancel_button, self.replay_button, self.delete_button]),
+                self.cancel_box,
                 self.delete_box,
                 self.download_html,
                 self.history_html,
@@ -201,7 +215,9 @@ class WorkflowDashboard(widgets.VBox):
         self.prev_button.on_click(lambda _: self._go(-1))
         self.next_button.on_click(lambda _: self._go(+1))
         self.signal_button.on_click(lambda _: self._act(self._signal))
-        self.cancel_button.on_click(lambda _: self._act(self._cancel))
+        self.cancel_button.on_click(lambda _: self._act(self._ask_cancel))
+        self.cancel_confirm_button.on_click(lambda _: self._act(self._cancel))
+        self.cancel_keep_button.on_click(lambda _: self._act(self._keep_running))
         self.replay_button.on_click(lambda _: self._act(self._replay))
         self.delete_button.on_click(lambda _: self._act(self._ask_delete))
         self.delete_confirm_button.on_click(lambda _: self._act(self._delete))
@@ -306,9 +322,11 @@ class WorkflowDashboard(widgets.VBox):
         self.snapshot = snap
         rt = snap.runtime
         counts = ", ".join(f"{status} {n}" for status, n in rt.counts) or "no instances"
+        running = dict(rt.counts).get(WorkflowStatus.RUNNING.value, 0)
         self.header.value = (
             f"<b>Workflows</b> · runtime <b>{html.escape(rt.state)}</b> ({html.escape(rt.engine_mode)}) "
-            f"on <code>{html.escape(rt.db)}</code> · {rt.total} instances: {html.escape(counts)}"
+            f"on <code>{html.escape(rt.db)}</code> · <b>{running} running now</b> · "
+            f"{rt.total} instances: {html.escape(counts)}"
         )
         for line in rt.code_missing:
             self.header.value += f'<div style="color:#9a6700">⚠ {html.escape(line)}</div>'
@@ -356,8 +374,10 @@ class WorkflowDashboard(widgets.VBox):
         if history is None:
             self.detail_html.value = "<i>Select an instance to see its history and timeline.</i>"
             self.history_html.value = ""
+            self.event_form.show(None, ())
             self._render_download(None)
             return
+        self.event_form.show(history.state.instance_id, history.waiting)
         bars = timeline_html(history.bars)
         self.detail_html.value = StateView(history.state)._repr_html_() + bars
         self.history_html.value = history_table_html(history.events)
@@ -386,6 +406,8 @@ class WorkflowDashboard(widgets.VBox):
         """Show an instance's state, history and timeline (``None`` clears the selection)."""
         if self.pending_delete is not None and self.pending_delete[0] != instance_id:
             self._hide_delete()  # a confirmation is for the row it was asked on
+        if self.pending_cancel is not None and self.pending_cancel != instance_id:
+            self._hide_cancel()
         if instance_id is None and self.instances.value is not None:
             self._updating = True
             try:
@@ -443,8 +465,46 @@ class WorkflowDashboard(widgets.VBox):
         self.controller.signal(iid, self.event_name.value, self.event_payload.value)
         return f"Sent {self.event_name.value.strip()!r} to {iid}."
 
-    def _cancel(self) -> str:
+    def _send_form(self, event_name: str, data: Any) -> str:
         iid = self._selected()
+        try:
+            self.controller.send_event(iid, event_name, data)
+        except PiDuroxideError as exc:
+            self._show(str(exc), error=True)
+            raise
+        self._show(f"Sent {event_name!r} to {iid}.")
+        self.refresh()
+        return self.last_action
+
+    def _ask_cancel(self) -> str:
+        iid = self._selected()
+        if not iid:
+            raise PayloadError("Select an instance to cancel first.")
+        history = self.selected_history
+        if history is not None and history.state.instance_id == iid and history.state.status.is_terminal:
+            msg = f"{iid} has already finished ({history.state.status.value}): there is nothing to cancel."
+            raise PayloadError(msg)
+        self.cancel_prompt.value = (
+            f"Cancel <b>{html.escape(iid)}</b>? It stops for good (as Terminated); its history is kept."
+        )
+        self.pending_cancel = iid
+        self.cancel_box.layout.display = "flex"
+        return f"Confirm to cancel {iid}."
+
+    def _hide_cancel(self) -> None:
+        self.pending_cancel = None
+        self.cancel_box.layout.display = "none"
+
+    def _keep_running(self) -> str:
+        pending = self.pending_cancel
+        self._hide_cancel()
+        return f"Kept {pending} running." if pending else ""
+
+    def _cancel(self) -> str:
+        iid, self.pending_cancel = self.pending_cancel, None
+        self._hide_cancel()
+        if iid is None:
+            raise PayloadError("Nothing to cancel: click Cancel on a selected instance first.")
         self.controller.cancel(iid)
         return f"Cancel requested for {iid}."
 
