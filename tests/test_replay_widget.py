@@ -137,3 +137,65 @@ def test_the_workflow_replay_magic_opens_this_widget(registry, db_path, iid, no_
             widget.close()
         ip.run_line_magic("unload_ext", "pi_duroxide_nb")
         pdn.stop_kernel_runtime()
+
+
+def test_the_stepper_follows_a_running_instance(registry, make_runtime, iid, no_leaked_comms) -> None:
+    from tests.conftest import wait_until
+
+    @registry.register_workflow("steps")
+    def steps(ctx, input):
+        first = yield ctx.wait_for_event("one")
+        second = yield ctx.wait_for_event("two")
+        return [first, second]
+
+    rt = make_runtime().start()
+    instance = rt.start_workflow("steps", instance_id=iid())
+    wait_until(lambda: rt.waiting_for(instance), timeout=10)
+    widget = replay_widget(rt, instance, follow=0.05)
+    try:
+        assert widget.following and "running: follows new events" in widget.title.value
+        before = widget.stepper.total
+        widget.step_button.click()
+        assert widget.step.index == 1
+        rt.signal_workflow(instance, "one", 1)
+        wait_until(lambda: widget.stepper.total > before and widget.slider.max == widget.stepper.total, timeout=10)
+        assert widget.step.index == 1 and widget.slider.value == 1  # the current step stays
+        rt.signal_workflow(instance, "two", 2)
+        rt.wait_for_workflow(instance, timeout=10)
+        wait_until(lambda: widget.stepper.finished and not widget.following, timeout=10)
+        assert "running" not in widget.title.value
+        widget.end_button.click()
+        assert "returned [1, 2]" in widget.details.value
+    finally:
+        widget.close()
+    assert not widget.following
+
+
+def test_the_dashboards_stepper_follows_on_its_refresh(registry, make_runtime, iid, no_leaked_comms) -> None:
+    from tests.conftest import wait_until
+
+    @registry.register_workflow("steps")
+    def steps(ctx, input):
+        first = yield ctx.wait_for_event("one")
+        return first
+
+    rt = make_runtime().start()
+    instance = rt.start_workflow("steps", instance_id=iid())
+    wait_until(lambda: rt.waiting_for(instance), timeout=10)
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        dash.select(instance)
+        dash.replay_button.click()
+        widget = dash.replay_widget
+        assert not widget.following  # the dashboard drives it
+        widget.end_button.click()
+        shown = widget.stepper.index
+        assert widget.step.status == "waiting"
+        rt.signal_workflow(instance, "one", "yes")
+        rt.wait_for_workflow(instance, timeout=10)
+        dash.refresh()
+        assert widget.stepper.finished and widget.stepper.index == shown
+        widget.end_button.click()
+        assert "returned &quot;yes&quot;" in widget.details.value
+    finally:
+        dash.close()

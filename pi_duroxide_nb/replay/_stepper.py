@@ -297,6 +297,7 @@ class ReplayStepper:
                 raise PayloadError(msg)
             history = ReplayHistory.from_runtime(rt, instance_id, execution_id=execution)
             registry = registry if registry is not None else rt.registry
+        self._source = (rt, instance_id) if rt is not None and instance_id is not None else None
         self._history = load_history(history)
         self._registry = registry
         self._definition = _resolve_definition(self._history, workflow, registry)
@@ -343,6 +344,31 @@ class ReplayStepper:
         """The file line number of the first line of ``source``."""
         code = getattr(self._definition.fn, "__code__", None)
         return int(code.co_firstlineno) if code is not None else 1
+
+    @property
+    def finished(self) -> bool:
+        """True when the history holds the execution's end (it will not grow any more)."""
+        return any(e.is_terminal for e in self._history.events)
+
+    def reload(self) -> bool:
+        """Read the history again (a running instance moves on); returns True if it grew.
+
+        The current step stays where it was; the step count and verdict are recomputed. Only
+        for a stepper opened on a runtime (``ReplayStepper(rt, iid)``); a finished execution
+        is not read again.
+        """
+        if self._source is None or self.finished:
+            return False
+        rt, instance_id = self._source
+        fresh = ReplayHistory.from_runtime(rt, instance_id, execution_id=self._history.execution_id)
+        if len(fresh.events) <= len(self._history.events):
+            return False
+        self._history = fresh
+        self._cache.clear()
+        self._total = None
+        self._verdict = None
+        self._restart()
+        return True
 
     # --- navigation -----------------------------------------------------------------------------
 

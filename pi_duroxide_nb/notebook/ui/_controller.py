@@ -254,4 +254,4 @@ class DashboardController:
             raise PayloadError("Select an instance to replay first.")
         from ._replay import replay_widget
 
-        return replay_widget(self.runtime, instance_id)
+        return replay_widget(self.runtime, instance_id, follow=None)  # the dashboard's refresh makes it follow

@@ -276,6 +276,12 @@ class WorkflowDashboard(widgets.VBox):
             self._render(snap, history)
 
     def _read(self) -> tuple[DashboardSnapshot, HistorySnapshot | None]:
+        replay = self.replay_widget
+        if replay is not None and not replay.stepper.finished:
+            try:
+                replay.follow_now()  # a running instance's stepper shows its new steps
+            except PiDuroxideError:
+                pass  # deleted meanwhile: the stepper keeps what it had
         snap = self.controller.snapshot()
         history = self.selected_history
         selected = self.instances.value

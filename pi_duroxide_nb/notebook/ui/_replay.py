@@ -6,13 +6,16 @@ engine: buttons and the slider move the stepper, and the view re-renders the sna
 
 from __future__ import annotations
 
+import asyncio
 import html
+import threading
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ...engine import format_ref
 from ...replay import ReplayStep, ReplayStepper
+from ._refresher import Refresher
 from ._widgets import close_children
 
 if TYPE_CHECKING:
@@ -146,18 +149,19 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         ReplayWidget(pdn.ReplayStepper(rt, iid))     # or replay_widget(rt, iid)
     """
 
-    def __init__(self, stepper: ReplayStepper) -> None:
+    def __init__(self, stepper: ReplayStepper, *, follow: float | None = None) -> None:
+        """Build the widget on a stepper.
+
+        Args:
+            stepper: The stepper to show.
+            follow: For a running instance, re-read its history every ``follow`` seconds (new
+                steps appear; the current step stays). ``None``: only when ``follow_now()``
+                is called (the dashboard calls it on its refresh).
+        """
         self.stepper = stepper
+        self._lock = threading.RLock()
         self._total = stepper.total
-        history = stepper.history
-        ref = format_ref(stepper.definition.name, stepper.definition.version)
-        title = (
-            f"<b>Replay</b> <code>{_esc(history.workflow_name)}</code>"
-            f" instance <code>{_esc(history.instance_id)}</code>"
-            f" execution {history.execution_id} · <code>{_esc(ref)}</code>"
-            f" · {len(history)} events · {self._total} steps"
-        )
-        self.title = widgets.HTML(_STYLE + title)
+        self.title = widgets.HTML(self._title_html())
         self.first_button = widgets.Button(description="⇤ first", tooltip="Go to step 1")
         self.back_button = widgets.Button(description="◀ back", tooltip="Re-run the code up to the previous step")
         self.step_button = widgets.Button(description="step ▶", tooltip="Run the code to its next yield")
@@ -179,6 +183,65 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         body = widgets.HBox(panes)
         super().__init__([self.title, self.verdict, controls, body])
         self.add_class("pdn-replay")
+        self._poll: Refresher | None = None
+        self._render()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        if follow is not None and not stepper.finished:
+            self._poll = Refresher(tick=self._poll_tick, interval=follow, on_error=lambda _exc: None)
+            self._poll.start()
+
+    def _title_html(self) -> str:
+        stepper = self.stepper
+        history = stepper.history
+        ref = format_ref(stepper.definition.name, stepper.definition.version)
+        live = "" if stepper.finished else " · <i>running: follows new events</i>"
+        return (
+            f"{_STYLE}<b>Replay</b> <code>{_esc(history.workflow_name)}</code>"
+            f" instance <code>{_esc(history.instance_id)}</code>"
+            f" execution {history.execution_id} · <code>{_esc(ref)}</code>"
+            f" · {len(history)} events · {self._total} steps{live}"
+        )
+
+    @property
+    def following(self) -> bool:
+        """True while the widget's own poll re-reads a running instance's history."""
+        return self._poll is not None and self._poll.running
+
+    def follow_now(self) -> bool:
+        """Re-read the history of a running instance and show new steps, keeping the current one.
+
+        Returns True when the history grew. Safe from a background thread: the reading happens
+        there, the widget update on the kernel's loop.
+        """
+        with self._lock:
+            grew = self.stepper.reload()
+            if grew:
+                self._total = self.stepper.total
+        if grew:
+            self._in_ui(self._show_new_steps)
+        if self.stepper.finished and self._poll is not None:
+            self._poll.stop(timeout=0)
+        return grew
+
+    def _poll_tick(self) -> None:
+        self.follow_now()
+
+    def _in_ui(self, update: Any) -> None:
+        loop = self._loop
+        in_thread = threading.current_thread() is not threading.main_thread()
+        if in_thread and loop is not None and loop.is_running() and not loop.is_closed():
+            loop.call_soon_threadsafe(update)
+        else:
+            with self._lock:
+                update()
+
+    def _show_new_steps(self) -> None:
+        self.title.value = self._title_html()
+        self.slider.max = self._total
+        self.verdict.value = self._verdict_html()
         self._render()
 
     def __repr__(self) -> str:
@@ -202,12 +265,13 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         return "".join(parts)
 
     def _move(self, action: Any) -> None:
-        try:
-            action()
-        except Exception as exc:  # at the first step "back" has nowhere to go: say so, keep the view
-            self.details.value = f"<i>{_esc(exc)}</i>" + replay_html(self.stepper.current, self.stepper)
-            return
-        self._render()
+        with self._lock:  # the follow poll may be reloading the stepper in its thread
+            try:
+                action()
+            except Exception as exc:  # at the first step "back" has nowhere to go: say so, keep the view
+                self.details.value = f"<i>{_esc(exc)}</i>" + replay_html(self.stepper.current, self.stepper)
+                return
+            self._render()
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         target = int(change["new"])
@@ -224,12 +288,20 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
     def close(self) -> None:
         """Close the widget and every widget it holds (children, layouts, styles): no comms left behind."""
+        poll, self._poll = self._poll, None
+        if poll is not None:
+            poll.stop()
         close_children(self, {id(self)})
         super().close()
 
 
 def replay_widget(
-    rt: WorkflowRuntime, instance_id: str, *, workflow: Any = None, execution: int | None = None
+    rt: WorkflowRuntime,
+    instance_id: str,
+    *,
+    workflow: Any = None,
+    execution: int | None = None,
+    follow: float | None = 1.0,
 ) -> ReplayWidget:
     """The replay stepper widget on an instance (``%workflow replay ID`` and the dashboard's Replay button).
 
@@ -238,5 +310,6 @@ def replay_widget(
         instance_id: The instance to replay.
         workflow: Replay this code instead of the version the instance started with (an edited cell).
         execution: Which execution (after continue-as-new); the current one by default.
+        follow: For a running instance, re-read its history this often (seconds; None: never).
     """
-    return ReplayWidget(ReplayStepper(rt, instance_id, workflow=workflow, execution=execution))
+    return ReplayWidget(ReplayStepper(rt, instance_id, workflow=workflow, execution=execution), follow=follow)
