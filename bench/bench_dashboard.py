@@ -24,11 +24,16 @@ and max reported):
   rows are rendered);
 * history view: ``WorkflowDashboard.select(id)`` on the 1 000-event instance: its state and
   history read through the store reader, the timeline pairing, and the HTML rendering;
+* refresh with the event form open and a live stepper: the waiting template instance selected
+  (its form built from the JSON Schema kept in the code sidecar by the process that ran it),
+  and the replay stepper open on it, following (each refresh re-reads its history); then the
+  same with the stepper on the 1 000-event history;
 * ``%load_ext`` cold: in a fresh Python process per repetition, the time of
   ``ip.run_line_magic("load_ext", "pi_duroxide_nb")`` (importing the package, duroxide and
   IPython magics, starting the runtime) after the IPython shell itself started.
 
-Targets: refresh < 100 ms, history view < 100 ms, ``%load_ext`` < 1 s.
+Targets: refresh < 100 ms (also with a form and a live stepper), history view < 100 ms,
+``%load_ext`` < 1 s.
 """
 
 from __future__ import annotations
@@ -46,9 +51,15 @@ from pathlib import Path
 _TEMPLATE = textwrap.dedent(
     """
     import sys, time
+    from pydantic import BaseModel, Field
     import pi_duroxide_nb as pdn
     reg = pdn.WorkflowRegistry()
     reg.register_activity("work", lambda ctx, x: x * 2)
+
+    class Go(BaseModel):
+        approved: bool = Field(description="Go ahead?")
+        level: int = 1
+        note: str = ""
 
     @reg.register_workflow("bench")
     def bench(ctx, input):
@@ -57,7 +68,7 @@ _TEMPLATE = textwrap.dedent(
             raise ValueError("boom")
         if input.get("wait"):
             ctx.set_custom_status("waiting")
-            yield ctx.wait_for_event("go")
+            yield ctx.wait_for_event("go", model=Go)
         b = yield ctx.schedule_activity("work", a)
         return {"result": b}
 
@@ -141,6 +152,28 @@ _LOAD_EXT = textwrap.dedent(
 )
 
 
+def _template_code() -> object:
+    """The template workflow's code, for the replay stepper (the store's version is from another process)."""
+    from pydantic import BaseModel
+
+    class Go(BaseModel):
+        approved: bool
+        level: int = 1
+        note: str = ""
+
+    def bench(ctx, input):  # type: ignore[no-untyped-def]
+        a = yield ctx.schedule_activity("work", input["n"])
+        if input.get("fail"):
+            raise ValueError("boom")
+        if input.get("wait"):
+            ctx.set_custom_status("waiting")
+            yield ctx.wait_for_event("go", model=Go)
+        b = yield ctx.schedule_activity("work", a)
+        return {"result": b}
+
+    return bench
+
+
 def _fill(db: Path, instances: int, events: int) -> dict[str, int]:
     subprocess.run([sys.executable, "-c", _TEMPLATE, str(db)], check=True, capture_output=True, timeout=300)
     out = subprocess.run(
@@ -190,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import pi_duroxide_nb as pdn
+    from pi_duroxide_nb.notebook.ui._replay import replay_widget
 
     with tempfile.TemporaryDirectory(prefix="pdn-bench-dash-") as tmp:
         db = Path(tmp) / "workflows.db"
@@ -223,6 +257,16 @@ def main() -> None:
                 assert dash.selected_history is not None
                 n_events = len(dash.selected_history.events)
                 n_bars = len(dash.selected_history.bars)
+
+                dash.controller.set_page(0)
+                dash.select("t-wait")
+                assert dash.event_form.wait is not None and set(dash.event_form.fields) == {"approved", "level", "note"}
+                dash.replay_widget = replay_widget(rt, "t-wait", workflow=_template_code(), follow=None)
+                assert not dash.replay_widget.stepper.finished
+                form_stepper = _timed(dash.refresh, args.reps)
+                dash.replay_widget.close()
+                dash.replay_widget = replay_widget(rt, "bench-long", workflow=_template_code(), follow=None)
+                form_long_stepper = _timed(dash.refresh, args.reps)
             finally:
                 dash.close()
         finally:
@@ -233,6 +277,12 @@ def main() -> None:
         print(_line("refresh (status filter Failed)", status_filter, 100))
         print(_line("refresh (pages 101.., new rows each)", deep_page, 100))
         print(_line(f"history view ({n_events} events, {n_bars} bars)", history, 100))
+        base = statistics.median(refresh)
+        for label, times in (
+            ("refresh, form open + live stepper", form_stepper),
+            (f"  ... stepper on the {n_events}-event history", form_long_stepper),
+        ):
+            print(_line(label, times, 100) + f"  x{statistics.median(times) / base:.2f} of plain refresh")
 
         loads = _load_ext_cold(args.load_reps, db)
         print(f"%load_ext pi_duroxide_nb, cold (fresh process, {args.load_reps} reps):")

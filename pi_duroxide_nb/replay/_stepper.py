@@ -298,6 +298,8 @@ class ReplayStepper:
             history = ReplayHistory.from_runtime(rt, instance_id, execution_id=execution)
             registry = registry if registry is not None else rt.registry
         self._source = (rt, instance_id) if rt is not None and instance_id is not None else None
+        self._seen: tuple[Any, ...] | None = None
+        """The instance's (last change, status, execution) when the history was last read."""
         self._history = load_history(history)
         self._registry = registry
         self._definition = _resolve_definition(self._history, workflow, registry)
@@ -360,6 +362,12 @@ class ReplayStepper:
         if self._source is None or self.finished:
             return False
         rt, instance_id = self._source
+        # One cheap read first: the history is read again only when the instance has moved.
+        state = rt.get_workflow(instance_id)
+        seen = (state.updated_at, state.status, state.execution_id)
+        if seen == self._seen:
+            return False
+        self._seen = seen
         fresh = ReplayHistory.from_runtime(rt, instance_id, execution_id=self._history.execution_id)
         if len(fresh.events) <= len(self._history.events):
             return False
