@@ -107,6 +107,27 @@ check("09_deploy_pipeline.ipynb")(dashboard_lists("deploy-api-1.4.2"))
 check("02_notebook_magics.ipynb", "04_replay_stepper.ipynb", "09_deploy_pipeline.ipynb")(stepper_moves)
 
 
+@check("05_human_in_the_loop.ipynb")
+def form_button_sends_the_approval(nb: NotebookPage) -> None:
+    """The form of the waiting instance rel-4: click "true", then Send; the instance is signalled and completes."""
+    dashboards = nb.panel.locator(".jp-OutputArea-output:has(select[size])")
+    nb.wait_for("a dashboard renders", lambda: dashboards.count() >= 1, 30)
+    dash = dashboards.first
+    nb.wait_for("the form for rel-4's approval", lambda: "Waits for event approval" in dash.inner_text(), 30)
+    assert "Ship this release?" in dash.inner_text(), "the field's description is not shown as help"
+    nb.shot("event_form", dash)
+    dash.locator("button.widget-toggle-button", has_text="true").first.click()
+    dash.locator("button", has_text="Send approval").click()
+    nb.wait_for("the dashboard says it sent the approval", lambda: "Sent 'approval' to rel-4." in dash.inner_text())
+    instances = dash.locator("select[size]").first
+    nb.wait_for(
+        "the live refresh shows rel-4 completed",
+        lambda: any(o.startswith("rel-4") and "Completed" in o for o in _options(instances)),
+        20,
+    )
+    nb.shot("event_form_sent", dash)
+
+
 @check("04_replay_stepper.ipynb")
 def edited_code_shows_divergence(nb: NotebookPage) -> None:
     panel = nb.panel.locator(".pdn-replay:has(.pdn-divergence)")
@@ -248,7 +269,9 @@ def dashboard_controls_work(nb: NotebookPage) -> None:
     status_line = dash.locator("span[style*='color']").first
     red = "rgb(207, 34, 46)"
     nb.wait_for("bad JSON: a red status line", lambda: status_line.evaluate("el => getComputedStyle(el).color") == red)
-    dash.locator("button", has_text="Cancel").click()
+    dash.get_by_role("button", name="Cancel", exact=True).click()
+    nb.wait_for("cancel asks first", lambda: f"Confirm to cancel {new_id}" in dash.inner_text())
+    dash.get_by_role("button", name="Cancel it", exact=True).click()
     nb.wait_for("cancel requested", lambda: f"Cancel requested for {new_id}" in dash.inner_text())
     nb.wait_for(
         "the live refresh shows it ended",
