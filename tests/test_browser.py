@@ -256,7 +256,7 @@ def dashboard_controls_work(nb: NotebookPage) -> None:
     nb.wait_for("the slider moves back a step (keyboard)", lambda: _step_number(replay) == last - 1)
 
     # start from the form, then a bad payload (a red line, nothing sent), then cancel it
-    dash.locator("textarea").nth(1).fill('{"item": "pen", "qty": 1}')
+    dash.locator("textarea[placeholder^='JSON input']").fill('{"item": "pen", "qty": 1}')
     dash.locator("button", has_text="Start").click()
     nb.wait_for("start from the dashboard", lambda: "Started 'approve' as" in dash.inner_text())
     started = re.search(r"Started 'approve' as (\w+)", dash.inner_text())

@@ -481,3 +481,17 @@ def test_cancelled_instance_closes_its_timeline_and_reads_terminated(rt, waiting
         assert "already finished (Terminated)" in dash.last_action and dash.cancel_box.layout.display == "none"
     finally:
         dash.close()
+
+
+def test_selecting_an_instance_started_after_the_last_refresh_sticks(rt, waiting, iid, no_leaked_comms) -> None:
+    first = start_waiting(rt, iid("first"))
+    dash = pdn.dashboard(rt, live=False)
+    try:
+        dash.select(first)
+        later = start_waiting(rt, iid("later"))  # not in the list the dashboard last read
+        dash.select(later)
+        assert dash.instances.value == later
+        dash.refresh()  # the refresh re-reads the selected row: it must be the one asked for
+        assert dash.selected_history.state.instance_id == later
+    finally:
+        dash.close()

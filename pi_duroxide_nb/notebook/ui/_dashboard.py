@@ -169,7 +169,9 @@ class WorkflowDashboard(widgets.VBox):
         self.download_html = widgets.HTML()
         self._download_key: tuple[Any, ...] | None = None
         self.start_name = widgets.Dropdown(options=[], description="workflow")
-        self.start_input = widgets.Textarea(value="{}", description="input")
+        self.start_input = widgets.Textarea(
+            value="{}", description="input", placeholder='JSON input, e.g. {"service": "api"}'
+        )
         self.start_button = _button("Start", "Start an instance with this JSON input", "success")
         self.transcript_html = widgets.HTML()
         self.status_html = widgets.HTML()
@@ -421,12 +423,16 @@ class WorkflowDashboard(widgets.VBox):
             finally:
                 self._updating = False
         if instance_id is not None and self.instances.value != instance_id:
-            if instance_id in [v for _, v in self.instances.options]:
-                self._updating = True
-                try:
+            if instance_id not in [v for _, v in self.instances.options]:
+                self.refresh()  # started since the last refresh: the list may hold it now
+            self._updating = True
+            try:
+                if instance_id in [v for _, v in self.instances.options]:
                     self.instances.value = instance_id
-                finally:
-                    self._updating = False
+                else:  # on another page: select no row, or the refresh would show that row instead
+                    self.instances.index = None
+            finally:
+                self._updating = False
         history = None
         if instance_id:
             try:
