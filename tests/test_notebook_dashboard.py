@@ -413,7 +413,7 @@ def test_event_form_answers_a_typed_wait_and_shows_errors_inline(rt, registry, i
         assert set(form.fields) == {"approved", "risk", "replicas", "note"}
         approved, risk, replicas = form.fields["approved"], form.fields["risk"], form.fields["replicas"]
         assert approved.options == (("true", True), ("false", False)) and approved.value is None
-        assert risk.options == (('"low"', "low"), ('"high"', "high")) and risk.value == "low"
+        assert risk.options == (("low", "low"), ("high", "high")) and risk.value == "low"
         assert replicas.value == "1" and replicas.tooltip == "How many to run"
         labels = [row.children[0].value for row in form.fields_box.children]
         assert "Ship it?" in labels[0] and "Approved *" in labels[0]

@@ -161,7 +161,8 @@ class EventForm(widgets.VBox):  # type: ignore[misc]
             label = str(resolved.get("title") or key) + ("" if key not in self._required else " *")
             widget: widgets.ValueWidget
             if kind in ("bool", "enum"):
-                widget = widgets.ToggleButtons(options=[(json.dumps(v), v) for v in values], value=None)
+                labels = [v if isinstance(v, str) else json.dumps(v) for v in values]
+                widget = widgets.ToggleButtons(options=list(zip(labels, values, strict=True)), value=None)
                 if default is not _UNSET and default in values:
                     widget.value = default
             elif kind == "json":
