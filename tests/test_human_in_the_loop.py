@@ -170,3 +170,24 @@ def test_a_cancelled_instance_reads_as_terminated(
         rt.cancel_workflow(instance)
     with pytest.raises(pdn.InstanceFinishedError):
         rt.signal_workflow(instance, "approval", {"approved": True})
+
+
+def test_failure_text_shows_the_users_frame_and_message_first(
+    registry: pdn.WorkflowRegistry, rt: pdn.WorkflowRuntime, iid: Callable[[str], str]
+) -> None:
+    @registry.register_workflow("breaks")
+    def breaks(ctx: pdn.WorkflowContext, input: object) -> object:
+        yield ctx.utc_now()
+        raise ValueError("the config has no 'region'")
+
+    instance = rt.start_workflow("breaks", instance_id=iid("breaks"))
+    state = rt.wait_for_workflow(instance, timeout=10)
+    assert state.status is pdn.WorkflowStatus.FAILED and "driver.py" in (state.error or "")  # the stored text is whole
+    shown = repr(pdn.view(state)).splitlines()[1]
+    assert shown.startswith("  error: ValueError: the config has no 'region' at File ")
+    assert shown.endswith("in breaks (2 engine frames folded)") and "driver.py" not in shown
+    page = pdn.view(state)._repr_html_()
+    message_at, frame_at, engine_at = page.index("the config has no"), page.index("in breaks"), page.index("driver.py")
+    assert message_at < frame_at < engine_at and "<details><summary><small>engine frames (2)" in page
+    history = repr(pdn.view(rt.history(instance))).splitlines()[-1]
+    assert "OrchestrationFailed" in history and "ValueError: the config has no" in history

@@ -17,6 +17,10 @@ from ..engine import format_ref, format_version
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 
 __all__ = [
+    "ErrorSummary",
+    "error_html",
+    "error_text",
+    "summarize_error",
     "HistoryView",
     "StateListView",
     "StateView",
@@ -45,6 +49,79 @@ _TABLE_OPEN = f'{_TABLE_STYLE}<table class="pdn-t">'
 
 def _esc(value: Any) -> str:
     return html.escape(str(value))
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """A failure's text split for reading: the message first, the user's frames, the engine's folded away."""
+
+    message: str
+    """The exception line(s) (``ValueError: bad thing``), or the whole text when it is no traceback."""
+    user_frames: tuple[str, ...]
+    """Frames of the user's code, innermost last (``File "...", line N, in fn`` and its source line)."""
+    engine_frames: tuple[str, ...]
+    """Frames inside duroxide and pi_duroxide_nb's engine: how the error reached the workflow."""
+
+    @property
+    def where(self) -> str:
+        """The innermost user frame's first line, or ``""``."""
+        return self.user_frames[-1].splitlines()[0].strip() if self.user_frames else ""
+
+
+_ENGINE_PATHS = ("/duroxide/", "\\duroxide\\", "/pi_duroxide_nb/engine/", "\\pi_duroxide_nb\\engine\\")
+
+
+def summarize_error(text: str) -> ErrorSummary:
+    """Split a stored failure (often a Python traceback) into message, user frames and engine frames."""
+    lines = text.rstrip("\n").splitlines()
+    if not lines or not lines[0].startswith("Traceback (most recent call last):"):
+        return ErrorSummary(text, (), ())
+    frames: list[list[str]] = []
+    message: list[str] = []  # what follows the last frame: the exception that ended the instance
+    in_frame = False
+    for line in lines[1:]:
+        if line.startswith("  File "):
+            frames.append([line])
+            message, in_frame = [], True
+        elif line.startswith("    ") and in_frame:
+            frames[-1].append(line)
+        else:
+            in_frame = False
+            message.append(line)
+    user: list[str] = []
+    engine: list[str] = []
+    for frame in frames:
+        (engine if any(p in frame[0] for p in _ENGINE_PATHS) else user).append("\n".join(frame))
+    return ErrorSummary("\n".join(message).strip() or text, tuple(user), tuple(engine))
+
+
+def error_text(text: str) -> str:
+    """A failure as plain text: the message, then where in the user's code (engine frames counted, not shown)."""
+    summary = summarize_error(text)
+    if not summary.user_frames and not summary.engine_frames:
+        return text
+    parts = [summary.message]
+    if summary.where:
+        parts.append(f"at {summary.where}")
+    if summary.engine_frames:
+        parts.append(f"({len(summary.engine_frames)} engine frames folded)")
+    return " ".join(parts)
+
+
+def error_html(text: str) -> str:
+    """A failure as HTML: the message in red, the user's frames, the engine's frames folded in a ``details``."""
+    summary = summarize_error(text)
+    html_parts = [f'<span style="color:#cf222e;white-space:pre-wrap">{_esc(summary.message)}</span>']
+    if summary.user_frames:
+        frames = _esc("\n".join(summary.user_frames))
+        html_parts.append(f'<pre style="margin:2px 0;white-space:pre-wrap;font-size:11px">{frames}</pre>')
+    if summary.engine_frames:
+        frames = _esc("\n".join(summary.engine_frames))
+        html_parts.append(
+            f"<details><summary><small>engine frames ({len(summary.engine_frames)})</small></summary>"
+            f'<pre style="margin:2px 0;white-space:pre-wrap;font-size:11px">{frames}</pre></details>'
+        )
+    return "".join(html_parts)
 
 
 def _json(value: Any, limit: int = 200) -> str:
@@ -124,7 +201,7 @@ class StateView:
             output = s.output.model_dump(mode="json") if hasattr(s.output, "model_dump") else s.output
             lines.append(f"  output: {_json(output, 500)}")
         if s.error:
-            lines.append(f"  error: {s.error}")
+            lines.append(f"  error: {error_text(s.error)}")
         if s.blocked:
             lines.append(f"  blocked: {s.blocked}")
         return "\n".join(lines)
@@ -144,7 +221,7 @@ class StateView:
         if s.status is WorkflowStatus.COMPLETED:
             rows.append(("output", f"<code>{_esc(_json(output, 2000))}</code>"))
         if s.error:
-            rows.append(("error", f'<span style="color:#cf222e">{_esc(s.error)}</span>'))
+            rows.append(("error", error_html(s.error)))
         if s.parent_instance_id:
             rows.append(("parent", _esc(s.parent_instance_id)))
         if s.blocked:
@@ -219,7 +296,7 @@ def _payload(event: HistoryEvent) -> Any:
         if value is not None:
             return value
     if event.error:
-        return event.error
+        return error_text(event.error)
     status = event.details.get("status")
     return status
 
