@@ -42,7 +42,8 @@ _STATUS_COLOURS = {
 _KIND_COLOURS = {"activity": "#1f6feb", "timer": "#9a6700", "sub-workflow": "#8250df", "event": "#57606a"}
 _TABLE_STYLE = (
     "<style>.pdn-t{border-collapse:collapse;font-size:12px}.pdn-t td,.pdn-t th{padding:2px 8px;"
-    "border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}.pdn-t .err{color:#cf222e}</style>"
+    "border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}.pdn-t .err{color:#cf222e}"
+    ".pdn-t td.nw{white-space:nowrap}.pdn-t td.pl{overflow-wrap:anywhere;min-width:12ch}</style>"
 )
 _TABLE_OPEN = f'{_TABLE_STYLE}<table class="pdn-t">'
 
@@ -347,9 +348,11 @@ def history_table_html(events: Sequence[HistoryEvent]) -> str:
         payload = _payload(e)
         millis = f"{e.timestamp.microsecond // 1000:03d}"
         rows.append(
-            f"<tr{' class=err' if e.error else ''}><td>{e.event_id}</td><td>{format_time(e.timestamp)}.{millis}</td>"
-            f"<td>{format_duration(e.timestamp - start)}</td><td>{_esc(e.kind)}</td><td>{_esc(e.name or '')}</td>"
-            f"<td><code>{_esc(_json(payload, 300))}</code></td></tr>"
+            f"<tr{' class=err' if e.error else ''}><td>{e.event_id}</td>"
+            f"<td class=nw>{format_time(e.timestamp)}.{millis}</td>"
+            f"<td class=nw>{format_duration(e.timestamp - start)}</td>"
+            f"<td>{_esc(e.kind)}</td><td>{_esc(e.name or '')}</td>"
+            f"<td class=pl><code>{_esc(_json(payload, 300))}</code></td></tr>"
         )
     return f"{_TABLE_OPEN}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -34,7 +34,8 @@ _STYLE = """<style>
 .pdn-replay .pdn-current { background: #fff3b0; font-weight: bold; }
 .pdn-replay table { border-collapse: collapse; font-size: 12px; }
 .pdn-replay td, .pdn-replay th { border-bottom: 1px solid #eee; padding: 1px 6px; text-align: left;
-  vertical-align: top; font-family: monospace; }
+  vertical-align: top; font-family: monospace; overflow-wrap: anywhere; }
+.pdn-replay td.pdn-nw { white-space: nowrap; overflow-wrap: normal; }
 .pdn-replay .pdn-badge { padding: 1px 6px; border-radius: 3px; color: white; font-size: 11px; }
 .pdn-replay .pdn-divergence { border: 2px solid #c62828; background: #ffebee; padding: 6px; margin: 4px 0; }
 .pdn-replay .pdn-warning { border: 1px solid #ef6c00; background: #fff3e0; padding: 4px 6px; margin: 4px 0; }
@@ -69,11 +70,14 @@ def source_html(source: str | None, first_line: int, current: int | None) -> str
     return f'<div class="pdn-src">{"".join(rows)}</div>'
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], nowrap: tuple[str, ...] = ()) -> str:
     if not rows:
         return "<i>none</i>"
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(_clip(str(c)))}</td>" for c in row) + "</tr>" for row in rows)
+    css = ["<td class=pdn-nw>" if h in nowrap else "<td>" for h in header]
+    body = "".join(
+        "<tr>" + "".join(f"{css[i]}{_esc(_clip(str(c)))}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -130,6 +134,7 @@ def replay_html(step: ReplayStep | None, stepper: ReplayStepper) -> str:
                 )
                 for e in step.events
             ],
+            nowrap=("id", "kind", "time"),
         )
     )
     parts.append("<h4>Locals</h4>")
@@ -177,10 +182,15 @@ class ReplayWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.slider.observe(self._on_slider, names="value")
         controls = widgets.HBox([self.first_button, self.back_button, self.step_button, self.end_button, self.slider])
         self._source, self._source_first_line = stepper.source, stepper.source_first_line
-        panes = [widgets.VBox([pane], layout=widgets.Layout(width="50%")) for pane in (self.source, self.details)]
+        # Side by side when there is room; in a narrow notebook (a file browser open) the details go
+        # below the source instead of squeezing both. Long lines scroll inside their pane.
+        panes = [
+            widgets.VBox([pane], layout=widgets.Layout(flex="1 1 380px", min_width="0", width="auto"))
+            for pane in (self.source, self.details)
+        ]
         for pane in panes:
-            pane.add_class("pdn-pane")  # long lines scroll inside the pane instead of being cut off
-        body = widgets.HBox(panes)
+            pane.add_class("pdn-pane")
+        body = widgets.HBox(panes, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
         super().__init__([self.title, self.verdict, controls, body])
         self.add_class("pdn-replay")
         self._poll: Refresher | None = None
