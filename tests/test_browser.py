@@ -247,6 +247,9 @@ def dashboard_controls_work(nb: NotebookPage) -> None:
     dash.locator("button", has_text="Replay").click()
     replay = dash.locator(".pdn-replay")
     nb.wait_for("the Replay button opens the stepper", lambda: replay.count() == 1)
+    # With the file browser open, neither pane is squeezed: they stack when side by side would not fit.
+    widths = replay.locator(".pdn-pane").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    assert len(widths) == 2 and min(widths) >= 300, f"a replay pane is cramped: {widths}"
     replay.locator("button", has_text="run to end").click()
     nb.wait_for("run to end", lambda: "code ended" in replay.inner_text())
     assert replay.locator("button", has_text="step ▶").is_disabled(), "step is still enabled at the end"

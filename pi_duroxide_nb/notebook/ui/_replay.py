@@ -35,7 +35,7 @@ _STYLE = """<style>
 .pdn-replay table { border-collapse: collapse; font-size: 12px; }
 .pdn-replay td, .pdn-replay th { border-bottom: 1px solid #eee; padding: 1px 6px; text-align: left;
   vertical-align: top; font-family: monospace; overflow-wrap: anywhere; }
-.pdn-replay td.pdn-nw { white-space: nowrap; overflow-wrap: normal; }
+.pdn-replay th, .pdn-replay td.pdn-nw { white-space: nowrap; overflow-wrap: normal; }
 .pdn-replay .pdn-badge { padding: 1px 6px; border-radius: 3px; color: white; font-size: 11px; }
 .pdn-replay .pdn-divergence { border: 2px solid #c62828; background: #ffebee; padding: 6px; margin: 4px 0; }
 .pdn-replay .pdn-warning { border: 1px solid #ef6c00; background: #fff3e0; padding: 4px 6px; margin: 4px 0; }
@@ -134,7 +134,7 @@ def replay_html(step: ReplayStep | None, stepper: ReplayStepper) -> str:
                 )
                 for e in step.events
             ],
-            nowrap=("id", "kind", "time"),
+            nowrap=("id", "kind", "from", "name", "time"),
         )
     )
     parts.append("<h4>Locals</h4>")
