@@ -54,6 +54,7 @@ from .engine import (
 )
 from .engine._codestore import CodeRecord
 from .engine._transcript import TranscriptEntry
+from .engine._workers import WorkerInfo
 from .models import (
     ChatMessage,
     DeleteResult,
@@ -173,6 +174,7 @@ __all__ = [
     "TranscriptEntry",
     "CodeNotice",
     "CodeRecord",
+    "WorkerInfo",
     # State and history
     "WorkflowState",
     "WorkflowStatus",

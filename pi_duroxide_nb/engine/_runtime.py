@@ -42,6 +42,7 @@ from ._registry import WorkflowRegistry, default_registry, format_ref
 from ._restore import RestoreError, rebuild_definition
 from ._store import SqliteStoreReader
 from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
+from ._workers import WorkerInfo, WorkerTable
 
 __all__ = ["CodeNotice", "RuntimeState", "WorkflowRuntime", "default_db_path"]
 
@@ -230,6 +231,8 @@ class WorkflowRuntime:
         wal_limit_bytes: int = 16 * 1024 * 1024,
         share_with_pi: bool = False,
         namespace: Mapping[str, Any] | None = None,
+        worker: bool = True,
+        restore_code: bool = True,
     ) -> None:
         """Create a runtime; nothing runs until ``start()``.
 
@@ -252,6 +255,11 @@ class WorkflowRuntime:
             share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
             namespace: Where code defined in notebook cells resolves its globals when a version
                 is restored from the store; the ``__main__`` module's (the notebook's) by default.
+            worker: Run workflows and activities in this process. ``False`` makes a client only:
+                it starts, signals, lists and inspects instances, and worker processes
+                (``python -m pi_duroxide_nb worker``, see ``workers()``) do the work.
+            restore_code: Rebuild unfinished instances' workflow versions from the code kept with
+                the store when they are not registered. ``False`` leaves them "code missing".
 
         Raises:
             RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
@@ -291,6 +299,9 @@ class WorkflowRuntime:
         self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
         self._codes = CodeStore(code_path_for(self._transcript.path))
         self._namespace = namespace
+        self._worker = bool(worker)
+        self._restore_code = bool(restore_code)
+        self._worker_table: WorkerTable | None = None
         self._missing: dict[tuple[str, str], CodeNotice] = {}
         self._notices: list[CodeNotice] = []
         self._unsubscribe_registry: Callable[[], None] | None = None
@@ -324,8 +335,15 @@ class WorkflowRuntime:
 
     @property
     def engine_mode(self) -> str:
-        """``"active"`` (fast polling) or ``"idle"`` (slow polling); ``"stopped"`` when not running."""
-        return self._engine.mode if self._engine is not None and self._state is RuntimeState.RUNNING else "stopped"
+        """``"active"`` (fast polling), ``"idle"`` (slow polling), ``"client"`` (``worker=False``) or ``"stopped"``."""
+        if self._state is not RuntimeState.RUNNING:
+            return "stopped"
+        return self._engine.mode if self._engine is not None else "client"
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether this runtime runs workflows itself (``False``: a client of worker processes)."""
+        return self._worker
 
     def start(self) -> WorkflowRuntime:
         """Start running workflows in the background; returns at once. Calling it again does nothing.
@@ -348,14 +366,15 @@ class WorkflowRuntime:
                 raise RuntimeStateError(msg)
             self._open()
             self.reconcile_code()
-            self._engine = WorkflowEngine(
-                self._provider,
-                self._registry,
-                self._config,
-                self._activities,
-                self._reader,
-            )
-            self._engine.start()
+            if self._worker:
+                self._engine = WorkflowEngine(
+                    self._provider,
+                    self._registry,
+                    self._config,
+                    self._activities,
+                    self._reader,
+                )
+                self._engine.start()
             self._unsubscribe_registry = self._registry.subscribe(self._on_registration)
             self._state = RuntimeState.RUNNING
             _RUNNING.add(self)
@@ -396,6 +415,8 @@ class WorkflowRuntime:
             self._reader.close()
         self._transcript.close()
         self._codes.close()
+        if self._worker_table is not None:
+            self._worker_table.close()
         self._release()
 
     def _release(self) -> None:
@@ -481,7 +502,9 @@ class WorkflowRuntime:
             if self._registry.has_version(name, version):
                 continue
             record = self._codes.get(name, version)
-            if record is None:
+            if not self._restore_code:
+                reason = "restoring kept code is turned off for this runtime (restore_code=False)"
+            elif record is None:
                 reason = (
                     "its code was not kept with this store: it started before code versions were kept, or elsewhere"
                 )
@@ -554,6 +577,28 @@ class WorkflowRuntime:
         """The code of ``name@version`` as kept with the store (what its instances ran), or None."""
         self._client_ready()
         return self._codes.get(name, version)
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def workers(self, *, within: float | timedelta = 10.0) -> list[WorkerInfo]:
+        """The worker processes serving this store that were seen within ``within`` seconds, oldest first.
+
+        Workers (``python -m pi_duroxide_nb worker --db ...``) announce themselves every second
+        beside the store (``<db>.code.sqlite``); one shut down gracefully leaves at once, one
+        killed leaves the list ``within`` seconds after its last heartbeat. For a PostgreSQL
+        store the announcements are kept in a local file: only this host's workers are listed.
+        """
+        delay = _timedelta(within, "within") or timedelta(0)
+        return self._workers_table().live(delay)
+
+    def _workers_table(self) -> WorkerTable:
+        if self._state is RuntimeState.STOPPED:
+            msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to list workers."
+            raise RuntimeStateError(msg)
+        with self._lock:
+            if self._worker_table is None:
+                self._worker_table = WorkerTable(self._codes.path)
+            return self._worker_table
 
     # --- transcript --------------------------------------------------------------------------
 
@@ -680,9 +725,9 @@ class WorkflowRuntime:
             if instance_id is not None and self._exists(iid):
                 raise InstanceExistsError(iid)
             self.start()
-            assert self._engine is not None
-            self._engine.refresh()
-            self._engine.wake()
+            if self._engine is not None:
+                self._engine.refresh()
+                self._engine.wake()
             try:
                 client.start_orchestration_versioned(iid, name, data, definition.version)
             except Exception as exc:
