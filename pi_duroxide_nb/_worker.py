@@ -27,6 +27,8 @@ from .engine._workers import WorkerBeacon, WorkerInfo, new_worker_id
 __all__ = ["main"]
 
 _PROG = "python -m pi_duroxide_nb"
+_RECHECK_S = 2.0
+"""How often a worker with ``--restore-code`` looks for unfinished instances on versions it does not have."""
 
 
 class _UsageError(Exception):
@@ -50,10 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--module",
         action="append",
-        required=True,
+        default=[],
         metavar="MODULE",
         help="a .py file or a dotted module name to import; its registrations are served "
-        "(its `registry` attribute if it has one, else the default registry). Repeatable.",
+        "(its `registry` attribute if it has one, else the default registry); its `host` attribute, "
+        "if an AgentHost, answers ctx.pi. Repeatable; optional with --restore-code.",
     )
     worker.add_argument(
         "--concurrency",
@@ -161,12 +164,19 @@ def _host_of(modules: Sequence[ModuleType]) -> AgentHost | None:
     return hosts[0] if hosts else None
 
 
+def _served(registry: WorkflowRegistry) -> tuple[str, ...]:
+    return tuple(sorted(format_ref(d.name, d.version) for d in registry.all_workflow_versions()))
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
 def run_worker(args: argparse.Namespace) -> int:
     """Serve the store until SIGTERM or SIGINT; returns the exit status."""
+    if not args.module and not args.restore_code:
+        msg = "give --module MODULE (a .py file or a dotted name) with the workflows to serve, or --restore-code."
+        raise _UsageError(msg)
     modules = [load_module(spec) for spec in args.module]
     registry = _registry_of(modules)
     if not registry.workflow_names() and not registry.activities() and not args.restore_code:
@@ -204,7 +214,7 @@ def run_worker(args: argparse.Namespace) -> int:
             started_at=now,
             last_seen=now,
             concurrency=args.concurrency,
-            workflows=tuple(sorted(format_ref(d.name, d.version) for d in registry.all_workflow_versions())),
+            workflows=_served(registry),
             activities=tuple(sorted(a.name for a in registry.activities())),
         )
         beacon = WorkerBeacon(rt._workers_table(), info).start()
@@ -215,7 +225,12 @@ def run_worker(args: argparse.Namespace) -> int:
             f"{len(info.workflows)} workflow version(s), {len(info.activities)} activit(y/ies), "
             f"concurrency {args.concurrency}"
         )
-        stop.wait()
+        while not stop.wait(_RECHECK_S):
+            if args.restore_code:  # versions a notebook registered (and started) since
+                rt.reconcile_code()
+                for notice in rt.take_code_notices():
+                    _say(f"{info.worker_id}: {notice}")
+                beacon.update(workflows=_served(registry))
         _say(f"pi_duroxide_nb worker {info.worker_id} stopping: letting running steps finish")
         beacon.stop()
     finally:

@@ -7,6 +7,7 @@ instances, lists the live workers, and never runs work itself.
 
 from __future__ import annotations
 
+import linecache
 import os
 import queue
 import signal
@@ -32,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 class Worker:
     """A worker subprocess, its output lines collected by a reader thread."""
 
-    def __init__(self, db: str, flags: Path, *extra: str) -> None:
+    def __init__(self, db: str, flags: Path, *extra: str, module: Path | None = MODULE) -> None:
         env = {**os.environ, "PDN_WORKER_FLAGS": str(flags), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pi_duroxide_nb", "worker", "--db", db, "--module", str(MODULE), *extra],
+            [sys.executable, "-m", "pi_duroxide_nb", "worker", "--db", db, *extra]
+            + (["--module", str(module)] if module is not None else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -44,7 +46,8 @@ class Worker:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -70,6 +73,9 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -149,3 +155,99 @@ def test_workers_share_a_sqlite_file_and_a_killed_one_loses_nothing(tmp_path, wo
 
 def test_workers_share_a_postgres_database_and_a_killed_one_loses_nothing(tmp_path, workers, iid, pg_url) -> None:
     _share_and_survive_a_kill(pg_url, tmp_path, workers, iid)
+
+
+def test_a_restore_code_worker_runs_notebook_defined_versions_and_says_what_it_cannot(tmp_path, workers, iid) -> None:
+    """A notebook (the client) defines workflows in cells; a worker with --restore-code runs them."""
+    db = str(tmp_path / "nb.db")
+    ns: dict = {"__name__": "__main__"}
+    _run_cell('SUFFIX = "!"\n\ndef label(x):\n    return f"v1:{x}"\n', ns)
+    _run_cell("class Settings:\n    prefix = 'p:'\n\nSETTINGS = Settings()\n", ns)
+    registry = pdn.WorkflowRegistry()
+    pdn.define_workflow("needs_settings", "return SETTINGS.prefix + input", registry=registry, namespace=ns)
+    client = pdn.WorkflowRuntime(db=db, registry=registry, namespace=ns, worker=False)
+    try:
+        stuck = client.start_workflow("needs_settings", "x", instance_id=iid("stuck"))
+        worker = Worker(db, tmp_path, "--restore-code", module=None)
+        workers.append(worker)
+        # Its globals (an object of the notebook) cannot be resolved in a fresh namespace: it says so.
+        line = worker.expect("code missing")
+        assert "needs_settings@" in line and stuck in line and "SETTINGS" in line
+        worker.expect("ready")
+        # A cell run after the worker started: the worker restores it from the store and runs it.
+        pdn.define_workflow(
+            "triage",
+            'ctx.set_custom_status("waiting")\nd = yield ctx.wait_for_event("go")\nreturn label(d) + SUFFIX\n',
+            registry=registry,
+            namespace=ns,
+        )
+        fresh = client.start_workflow("triage", None, instance_id=iid("triage"))
+        assert "restored triage@" in worker.expect("restored triage@", timeout=30)
+        wait_until(lambda: client.get_workflow(fresh).custom_status == "waiting", timeout=30)
+        client.signal_workflow(fresh, "go", "yes")
+        assert client.wait_for_workflow(fresh, timeout=30).output == "v1:yes!"
+        triage = format_ref("triage", registry.workflow("triage").version)
+        wait_until(lambda: [w.workflows for w in client.workers()] == [(triage,)], timeout=10)
+        state = client.get_workflow(stuck)
+        assert state.status in (pdn.WorkflowStatus.PENDING, pdn.WorkflowStatus.RUNNING)  # waits for its code
+    finally:
+        client.shutdown()
+
+
+_CELLS = iter(range(1, 1000))
+
+
+def _run_cell(source: str, ns: dict) -> None:
+    """Run a notebook cell as IPython does: its source kept in linecache, in a __main__ namespace."""
+    filename = f"<ipython-input-w{next(_CELLS)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), ns)  # noqa: S102 - a notebook cell
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["worker", "--db", "x.db"], "give --module MODULE"),
+        (["worker", "--db", "x.db", "--module", "no_such_file.py"], "no such file"),
+        (["worker", "--db", "x.db", "--module", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
+        (["worker", "--db", "x.db", "--module", "json"], "registers no workflow and no activity"),
+        (["worker", "--db", "x.db", "--module", "json", "--concurrency", "0"], "at least 1, not '0'"),
+        (["worker", "--module", "json"], "the following arguments are required: --db"),
+    ],
+)
+def test_bad_worker_arguments_say_what_is_wrong(tmp_path, monkeypatch, capsys, argv, message) -> None:
+    from pi_duroxide_nb._worker import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_a_client_only_runtime_never_runs_work(registry, db_path, iid) -> None:
+    ran = []
+
+    @registry.register_activity("note")
+    def note(_ctx, x):
+        ran.append(x)
+        return x
+
+    @registry.register_workflow("once")
+    def once(ctx, x):
+        return (yield ctx.schedule_activity("note", x))
+
+    client = pdn.WorkflowRuntime(db=db_path, registry=registry, worker=False)
+    try:
+        instance = client.start_workflow("once", 1, instance_id=iid("once"))
+        assert client.state is pdn.RuntimeState.RUNNING and client.engine_mode == "client"
+        assert client.get_workflow(instance).status is pdn.WorkflowStatus.PENDING
+        with pytest.raises(pdn.WorkflowTimeoutError):
+            client.wait_for_workflow(instance, timeout=1)  # nobody serves the store
+        assert ran == [] and client.get_workflow(instance).status is pdn.WorkflowStatus.PENDING
+    finally:
+        client.shutdown()
+    # A runtime that is a worker then runs it.
+    with pdn.WorkflowRuntime(db=db_path, registry=registry) as worker:
+        assert worker.wait_for_workflow(instance, timeout=30).output == 1 and ran == [1]

@@ -143,6 +143,10 @@ class WorkerBeacon:
         self._thread.start()
         return self
 
+    def update(self, **fields: Any) -> None:
+        """Change what the worker announces (e.g. the workflows it serves) from the next beat on."""
+        self._info = self._info.model_copy(update=fields)
+
     def _beat(self) -> None:
         self._info = self._info.model_copy(update={"last_seen": datetime.now(timezone.utc)})
         self._table.beat(self._info)
