@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType, ModuleType
+from urllib.parse import urlsplit
 
 from ._errors import PiDuroxideError
 from .engine import AgentHost, WorkflowRegistry, WorkflowRuntime, default_registry, format_ref
@@ -164,6 +165,28 @@ def _host_of(modules: Sequence[ModuleType]) -> AgentHost | None:
     return hosts[0] if hosts else None
 
 
+def _reach_postgres(db: str) -> None:
+    """Fail in seconds, not after the engine's 30 s pool timeout, when a PostgreSQL server is unreachable."""
+    if not db.startswith(("postgres://", "postgresql://")):
+        return
+    try:
+        url = urlsplit(db)
+        host, port = url.hostname, url.port or 5432
+    except ValueError as exc:
+        msg = f"--db: not a valid PostgreSQL URL ({exc}). Write postgresql://user[:password]@host[:port]/database."
+        raise _UsageError(msg) from exc
+    if not host:
+        return  # a Unix socket (host given in the query): the engine reports what it finds
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        msg = (
+            f"cannot reach the PostgreSQL server at {host}:{port} ({type(exc).__name__}: {exc}). "
+            "Check that it is running and that the URL's host and port are right."
+        )
+        raise PiDuroxideError(msg) from exc
+
+
 def _served(registry: WorkflowRegistry) -> tuple[str, ...]:
     return tuple(sorted(format_ref(d.name, d.version) for d in registry.all_workflow_versions()))
 
@@ -186,13 +209,12 @@ def run_worker(args: argparse.Namespace) -> int:
             "or pass --restore-code to serve the versions kept in the store."
         )
         raise _UsageError(msg)
+    _reach_postgres(args.db)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     rt = WorkflowRuntime(
         db=args.db,
         registry=registry,
@@ -204,6 +226,8 @@ def run_worker(args: argparse.Namespace) -> int:
         namespace={},  # kept notebook code resolves its globals afresh; what it cannot stays "code missing"
         restore_code=args.restore_code,
     )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    beacon: WorkerBeacon | None = None
     try:
         rt.start()
         now = datetime.now(timezone.utc)
@@ -222,8 +246,8 @@ def run_worker(args: argparse.Namespace) -> int:
             _say(f"{info.worker_id}: {notice}")
         _say(
             f"pi_duroxide_nb worker {info.worker_id} ready: pid {info.pid}, db {_shown(args.db)}, "
-            f"{len(info.workflows)} workflow version(s), {len(info.activities)} activit(y/ies), "
-            f"concurrency {args.concurrency}"
+            f"{_count(len(info.workflows), 'workflow version')}, {_count(len(info.activities), 'activity')}, "
+            f"concurrency {args.concurrency}{', restoring kept code' if args.restore_code else ''}"
         )
         while not stop.wait(_RECHECK_S):
             if args.restore_code:  # versions a notebook registered (and started) since
@@ -232,11 +256,19 @@ def run_worker(args: argparse.Namespace) -> int:
                     _say(f"{info.worker_id}: {notice}")
                 beacon.update(workflows=_served(registry))
         _say(f"pi_duroxide_nb worker {info.worker_id} stopping: letting running steps finish")
-        beacon.stop()
     finally:
+        if beacon is not None:
+            beacon.stop()  # leaves the live view at once
         rt.shutdown(timeout=30.0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _say(f"pi_duroxide_nb worker {info.worker_id} stopped")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _shown(db: str) -> str:

@@ -226,6 +226,26 @@ def test_bad_worker_arguments_say_what_is_wrong(tmp_path, monkeypatch, capsys, a
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
+@pytest.mark.parametrize(
+    ("db", "message"),
+    [
+        ("garbage.db", "is not an SQLite database"),
+        ("postgresql://pdn@127.0.0.1:1/none", "cannot reach the PostgreSQL server at 127.0.0.1:1"),
+    ],
+)
+def test_a_store_the_worker_cannot_open_is_reported_at_once(tmp_path, monkeypatch, capsys, db, message) -> None:
+    from pi_duroxide_nb._worker import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.db").write_bytes(b"not a database at all, not even close")
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["worker", "--db", db, "--module", str(MODULE)])
+    assert exit_info.value.code == 1 and message in capsys.readouterr().err
+    assert time.monotonic() - started < 10  # not the engine's 30 s pool timeout
+    assert (tmp_path / "garbage.db").read_bytes() == b"not a database at all, not even close"
+
+
 def test_a_client_only_runtime_never_runs_work(registry, db_path, iid) -> None:
     ran = []
 
