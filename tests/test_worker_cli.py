@@ -271,3 +271,25 @@ def test_a_client_only_runtime_never_runs_work(registry, db_path, iid) -> None:
     # A runtime that is a worker then runs it.
     with pdn.WorkflowRuntime(db=db_path, registry=registry) as worker:
         assert worker.wait_for_workflow(instance, timeout=30).output == 1 and ran == [1]
+
+
+def test_restore_code_off_leaves_kept_versions_code_missing(db_path, iid) -> None:
+    ns: dict = {"__name__": "__main__"}
+    notebook = pdn.WorkflowRegistry()
+    pdn.define_workflow("kept", 'yield ctx.wait_for_event("go")', registry=notebook, namespace=ns)
+    first = pdn.WorkflowRuntime(db=db_path, registry=notebook, namespace=ns, worker=False)
+    instance = first.start_workflow("kept", None, instance_id=iid("kept"))
+    first.shutdown()
+
+    off = pdn.WorkflowRuntime(db=db_path, registry=pdn.WorkflowRegistry(), restore_code=False, worker=False).start()
+    try:
+        [notice] = off.take_code_notices()
+        assert not notice.restored and "restore_code=False" in str(notice) and instance in str(notice)
+    finally:
+        off.shutdown()
+    on = pdn.WorkflowRuntime(db=db_path, registry=pdn.WorkflowRegistry(), namespace={}, worker=False).start()
+    try:
+        [notice] = on.take_code_notices()
+        assert notice.restored and notice.instance_ids == (instance,)
+    finally:
+        on.shutdown()
