@@ -33,7 +33,7 @@ from .._errors import (
     WorkflowTimeoutError,
 )
 from ..models import DeleteResult, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
-from ._codestore import CodeRecord, CodeStore, code_path_for
+from ._codestore import CodeRecord, code_store_for
 from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._host import AgentHost, pi_activity_functions
@@ -289,7 +289,7 @@ class WorkflowRuntime:
             self._reader = SqliteStoreReader(str(path))
         self._target = target
         self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
-        self._codes = CodeStore(code_path_for(self._transcript.path))
+        self._codes = code_store_for(self.db, self._transcript.path)
         self._namespace = namespace
         self._missing: dict[tuple[str, str], CodeNotice] = {}
         self._notices: list[CodeNotice] = []
