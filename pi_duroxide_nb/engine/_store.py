@@ -278,49 +278,9 @@ class SqliteStoreReader:
 
         Instances whose start is queued but not yet picked up are reported as ``Pending``.
         """
-        if instance_id is None:
-            return self.states_page(name=name, status=status, limit=None)
-        # One instance: it is almost always in the tables already, so look there first
-        # (one round trip); a miss then checks the queue, and callers fall back to the client.
-        sql, args = _state_sql(instance_id, name, status)
-        rows = self.query(sql, args)
-        if rows:
-            return [self._state(rows[0])]
-        if status not in (None, WorkflowStatus.PENDING.value):
-            return []
-        return self._pending(instance_id, name)
-
-    def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
-        sql = (
-            "SELECT q.instance_id, q.work_item, q.visible_at FROM orchestrator_queue q "
-            "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
-        )
-        args: list[Any] = []
-        if instance_id is not None:
-            sql += " AND q.instance_id = ?"
-            args.append(instance_id)
-        sql += " ORDER BY q.id DESC"
-        rows = self.query(sql, args)
-        states = []
-        for iid, item, visible_ms in rows:
-            start = json.loads(item).get("StartOrchestration", {})
-            if name is not None and start.get("orchestration") != name:
-                continue
-            when = _from_ms(visible_ms) if isinstance(visible_ms, int) else None
-            states.append(
-                WorkflowState(
-                    instance_id=iid,
-                    name=str(start.get("orchestration", "")),
-                    version=str(start.get("version") or ""),
-                    status=WorkflowStatus.PENDING,
-                    created_at=when,
-                    updated_at=when,
-                    parent_instance_id=start.get("parent_instance"),
-                    execution_id=int(start.get("execution_id") or 1),
-                )
-            )
-        return states
+        # One statement even for one instance: read in two (tables, then queue), a start the
+        # engine moved in between was in neither, and a just-started instance was "not found".
+        return self.states_page(instance_id=instance_id, name=name, status=status, limit=None)
 
     @staticmethod
     def _state(row: Any) -> WorkflowState:
@@ -366,7 +326,13 @@ class SqliteStoreReader:
     # --- dashboard-scale reads: one query per page, never one per instance ------------------
 
     def states_page(
-        self, *, name: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+        instance_id: str | None = None,
     ) -> list[WorkflowState]:
         """One page of instance states, newest first, filtered by workflow name and status.
 
@@ -374,7 +340,7 @@ class SqliteStoreReader:
         snapshot: read in two, a start the engine moved from the queue to the tables in between
         was in neither read, and the page came back short.
         """
-        sql, args = _state_sql(None, name, status)
+        sql, args = _state_sql(instance_id, name, status)
         sql = sql[: sql.rindex(" ORDER BY")]
         queued_sql = (
             "SELECT q.instance_id, json_extract(q.work_item, '$.StartOrchestration.orchestration'), "
@@ -389,6 +355,9 @@ class SqliteStoreReader:
         if name is not None:
             queued_sql += " AND json_extract(q.work_item, '$.StartOrchestration.orchestration') = ?"
             queued_args.append(name)
+        if instance_id is not None:
+            queued_sql += " AND q.instance_id = ?"
+            queued_args.append(instance_id)
         select_rows = sql.replace("\nFROM instances i", ", 1 AS part, i.rowid AS ord\nFROM instances i", 1)
         parts = [f"SELECT * FROM ({select_rows})"]
         all_args: list[Any] = list(args)
