@@ -18,13 +18,13 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .._errors import EngineError
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 from ._json import loads_lenient
 
-__all__ = ["SqliteStoreReader", "history_event_from_row"]
+__all__ = ["SqliteStoreReader", "StoreReader", "history_event_from_row"]
 
 REQUEST_TIMEOUT = 30.0
 """The longest one read of the store may take before the reader is stopped."""
@@ -105,8 +105,41 @@ def _state_sql(instance_id: str | None, name: str | None, status: str | None) ->
     return _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC", args
 
 
+@runtime_checkable
+class StoreReader(Protocol):
+    """The reads ``WorkflowRuntime`` makes of a store, whatever the backend.
+
+    ``SqliteStoreReader`` reads a SQLite store's tables in a child process; ``ClientStoreReader``
+    reads a PostgreSQL store through duroxide's client. Methods a backend cannot serve say so
+    (``history_rows`` and ``kv`` on PostgreSQL raise ``RuntimeStateError``) or do nothing
+    (``nudge``, ``set_aside_activities``).
+    """
+
+    @property
+    def path(self) -> str | None: ...
+    def states(
+        self, *, instance_id: str | None = None, name: str | None = None, status: str | None = None
+    ) -> list[WorkflowState]: ...
+    def states_page(
+        self, *, name: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0
+    ) -> list[WorkflowState]: ...
+    def status_counts(self, *, name: str | None = None) -> dict[str, int]: ...
+    def exists(self, instance_id: str) -> bool: ...
+    def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]: ...
+    def history_rows(self, instance_id: str, execution_id: int | None = None) -> tuple[int, list[str]] | None: ...
+    def executions(self, instance_id: str) -> list[int]: ...
+    def kv(self, instance_id: str) -> dict[str, Any]: ...
+    def unfinished(self) -> list[tuple[str, str, str]]: ...
+    def set_aside_activities(self) -> dict[str, set[str]]: ...
+    def nudge(self, *, instances: Sequence[str] = (), activities: Sequence[str] = ()) -> int: ...
+    def remember_queued(self, state: WorkflowState) -> None: ...
+    def forget(self, instance_ids: Sequence[str]) -> None: ...
+    def may_appear(self, instance_id: str, within: float) -> bool: ...
+    def close(self) -> None: ...
+
+
 class SqliteStoreReader:
-    """Read-only access to a duroxide SQLite store."""
+    """Read-only access to a duroxide SQLite store (the ``StoreReader`` of SQLite stores)."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -176,6 +209,16 @@ class SqliteStoreReader:
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    def remember_queued(self, state: WorkflowState) -> None:
+        """Nothing to remember: a queued start is in the store's queue table."""
+
+    def forget(self, instance_ids: Sequence[str]) -> None:
+        """Nothing to forget (see ``remember_queued``)."""
+
+    def may_appear(self, instance_id: str, within: float) -> bool:
+        """False: every start, from any process, is visible in the queue table at once."""
+        return False
 
     def query(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[list[Any]]:
         """Run one read-only query in the reader process."""
