@@ -326,14 +326,15 @@ class LangGraph(Peer):
             ms: int
             crash: bool
 
-        def step(state: State) -> dict[str, int]:
+        # No annotations on the nodes: LangGraph resolves them with get_type_hints, and State is local.
+        def step(state):  # type: ignore[no-untyped-def]
             if state["crash"]:
                 _marker(state["i"])
             if state["ms"]:
                 time.sleep(state["ms"] / 1000)
             return {"i": state["i"] + 1}
 
-        def more(state: State) -> str:
+        def more(state):  # type: ignore[no-untyped-def]
             return "step" if state["i"] < state["n"] else GRAPH_END
 
         graph = StateGraph(State)
@@ -556,8 +557,10 @@ def measure(peers: list[str], rows: list[Row], reps: int, log: Callable[[str], N
                 try:
                     result = run_crash(peer) if workload == "crash" else run_one(peer, workload, size)
                 except Exception as exc:
+                    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                    why = lines[-1] if lines else type(exc).__name__
                     for r in group:
-                        values[(r.key, peer)] = f"failed: {str(exc).splitlines()[0][:80]}"
+                        values[(r.key, peer)] = f"failed: {why[:100]}"
                     log(f"  rep {rep + 1} {workload}/{size} {peer}: FAILED {exc}")
                     continue
                 shown = []
