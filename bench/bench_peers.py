@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -376,9 +375,49 @@ class LangGraph(Peer):
 PEER_CLASSES: dict[str, type[Peer]] = {"ours": Ours, "raw": Raw, "dbos": Dbos, "langgraph": LangGraph}
 
 
+def _hwm_kib(pid: int) -> int:
+    """Peak RSS (VmHWM) of a live process, in KiB.
+
+    Not ``getrusage``'s ru_maxrss: Linux carries it across fork + exec, so a child reports at
+    least the RSS its parent had when it forked (the bench's parent, or our runtime for its
+    store reader), which is not the child's own memory.
+    """
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                kids = [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+                out += kids
+                stack += kids
+        except OSError:
+            continue
+    return out
+
+
 def child(peer_name: str, workload: str, size: int, folder: str, result_path: str) -> None:
     os.environ.setdefault("RUST_LOG", "error")
     peer = PEER_CLASSES[peer_name](folder)
+    close = peer.close
+    children_hwm = 0
+
+    def close_after_reading_children() -> None:
+        nonlocal children_hwm  # the store reader of ours lives until shutdown
+        children_hwm = sum(_hwm_kib(p) for p in _descendants(os.getpid()))
+        close()
+
+    peer.close = close_after_reading_children  # type: ignore[method-assign]
     result: dict[str, Any] = {}
     if workload == "idle":
         t_start = time.perf_counter()
@@ -409,8 +448,8 @@ def child(peer_name: str, workload: str, size: int, folder: str, result_path: st
         result["seconds"] = time.perf_counter() - t0
         peer.close()
         result["disk_bytes"] = _disk_bytes(folder)
-    result["rss_self_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["rss_child_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["rss_self_kib"] = _hwm_kib(os.getpid())
+    result["rss_child_kib"] = children_hwm
     Path(result_path).write_text(json.dumps(result))
 
 
@@ -500,7 +539,7 @@ def _rows(quick: bool) -> list[Row]:
         ),
         Row(
             "rss",
-            f"peak RSS, {long_n} steps (MiB; ours: + its store-reader child)",
+            f"peak RSS (VmHWM), {long_n} steps, MiB (ours: + its store-reader child)",
             "seq",
             long_n,
             lambda r: (r["rss_self_kib"] + r["rss_child_kib"]) / 1024,
