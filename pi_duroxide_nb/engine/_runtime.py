@@ -634,6 +634,11 @@ class WorkflowRuntime:
                 raise EngineError(msg, cause=exc) from exc
             if not self._postgres:
                 _OWNERS[self._store_key] = weakref.ref(self)
+        if self._sqlite is not None:
+            try:  # the engine has created its tables now
+                self._sqlite.tune_planner()
+            except PiDuroxideError as exc:  # slower under a backlog, nothing worse
+                _log.debug("could not tune the store's query planner: %s", exc)
 
     def _check_integrity(self) -> None:
         """Refuse a store with damaged pages before the engine writes to it."""

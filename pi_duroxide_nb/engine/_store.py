@@ -236,6 +236,10 @@ class SqliteStoreReader:
         rows = self._request({"op": "checkpoint", "mode": mode, "timeout": timeout}, timeout + 5.0)
         return [int(v) for v in rows[0]]
 
+    def tune_planner(self) -> bool:
+        """Keep the engine's queue fast under a backlog (see ``_store_worker._tune``); True if written now."""
+        return bool(self._request({"op": "tune"}, 10.0)[0][0])
+
     def integrity(self, timeout: float) -> list[str]:
         """SQLite's ``quick_check`` of the file: ``["ok"]`` when sound, else the problems found."""
         return [str(r[0]) for r in self._request({"op": "check"}, timeout)]
