@@ -8,6 +8,7 @@ that instruction.
 
 from __future__ import annotations
 
+import duroxide
 import pytest
 
 import pi_duroxide_nb as pdn
@@ -102,3 +103,26 @@ def test_delete_purge_and_tool_kv_on_postgres(registry, make_runtime, iid, pg_ur
     purged = rt.purge(status="Completed")
     assert second in purged.instance_ids and purged.instances_deleted == 2
     assert [s.instance_id for s in rt.list_workflows()] == [waiting]
+
+
+def test_code_versions_are_kept_in_the_database_and_restored(make_runtime, iid, pg_url) -> None:
+    ns: dict = {"__name__": "__main__"}
+    first = pdn.WorkflowRegistry()
+    pdn.define_workflow(
+        "pg-wait",
+        'ctx.set_custom_status("waiting")\nd = yield ctx.wait_for_event("go")\nreturn "old:" + d',
+        registry=first,
+        namespace=ns,
+    )
+    rt1 = make_runtime(db=pg_url, registry=first, namespace=ns).start()
+    instance = rt1.start_workflow("pg-wait", None, instance_id=iid())
+    wait_until(lambda: rt1.get_workflow(instance).custom_status == "waiting", timeout=30)
+    rt1.shutdown()
+    duroxide._orchestration_functions.clear()  # a new process's engine table
+    # Another "kernel" (its own local files elsewhere): the code comes from the database.
+    second = pdn.WorkflowRegistry()
+    rt2 = make_runtime(db=pg_url, registry=second, namespace={"__name__": "__main__"}).start()
+    notices = [str(n) for n in rt2.take_code_notices()]
+    assert any(n.startswith("restored pg-wait@") and instance in n for n in notices), notices
+    rt2.signal_workflow(instance, "go", "yes")
+    assert rt2.wait_for_workflow(instance, timeout=30).output == "old:yes"
