@@ -224,9 +224,15 @@ class WorkflowEngine:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build and start the first runtime (active) and the supervising thread."""
+        """Build and start the first runtime and the supervising thread.
+
+        It starts idle (slow polling) when polling is adaptive: a runtime that has just been
+        opened usually waits for its first start or signal, which swaps it to active at once,
+        and work already in the store is picked up within one idle poll and does the same.
+        Starting active cost 6-8 % of a core in the first seconds (bench/bench_footprint.py).
+        """
         with self._cond:
-            self._install(_Mode.ACTIVE)
+            self._install(_Mode.IDLE if self._config.polling.adaptive else _Mode.ACTIVE)
         PULSE.add(self._on_pulse)
         self._unsubscribe = self._registry.subscribe(self.refresh)
         self._thread = threading.Thread(target=self._supervise, name="pi_duroxide_nb-engine", daemon=True)
