@@ -408,3 +408,19 @@ def test_a_read_never_misses_what_the_engine_moves_from_its_queue(db_path, iid, 
     finally:
         reader.query = read
         rt.shutdown()
+
+
+def test_a_long_history_says_continue_as_new_would_pay(registry, rt, iid) -> None:
+    @registry.register_workflow("looping")
+    def looping(ctx, _):
+        for _n in range(260):
+            yield ctx.schedule_timer(0)
+        yield ctx.wait_for_event("stop")
+
+    instance = rt.start_workflow("looping", None, instance_id=iid())
+    state = wait_until(lambda: (s := rt.get_workflow(instance)).long_history and s, timeout=60)
+    assert state.history_events >= 500
+    assert "continue_as_new" in state.long_history and "ms a step" in state.long_history
+    assert "long history" in repr(pdn.view(state))
+    short = rt.start_workflow("looping", None, instance_id=iid())
+    assert rt.get_workflow(short).long_history is None

@@ -807,9 +807,12 @@ class WorkflowRuntime:
         """
         self._client_ready()
         states = self._reader.states(instance_id=instance_id)
-        if states:
-            return self._typed(states[0])
-        return self._typed(self._state_from_client(instance_id))
+        if not states:
+            return self._typed(self._state_from_client(instance_id))
+        state = states[0]
+        if self._sqlite is not None and not state.status.is_terminal:
+            state = state.model_copy(update={"history_events": self._sqlite.history_count(instance_id)})
+        return self._typed(state)
 
     def list_workflows(
         self,

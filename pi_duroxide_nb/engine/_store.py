@@ -311,6 +311,15 @@ class SqliteStoreReader:
         )
         return (execution_id, [str(r[0]) for r in rows]) if rows else None
 
+    def history_count(self, instance_id: str) -> int:
+        """How many events the current execution of an instance has."""
+        rows = self.query(
+            "SELECT COUNT(*) FROM history h JOIN instances i ON i.instance_id = h.instance_id "
+            "AND i.current_execution_id = h.execution_id WHERE h.instance_id = ?",
+            (instance_id,),
+        )
+        return int(rows[0][0]) if rows else 0
+
     def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance, oldest first."""
         rows = self.query(

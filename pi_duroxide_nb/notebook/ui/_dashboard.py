@@ -363,7 +363,10 @@ class WorkflowDashboard(widgets.VBox):
             self._render_download(None)
             return
         bars = timeline_html(history.bars)
-        self.detail_html.value = StateView(history.state)._repr_html_() + bars
+        state = history.state
+        if state.history_events is None:  # the dashboard has the events at hand: say when they are many
+            state = state.model_copy(update={"history_events": len(history.events)})
+        self.detail_html.value = StateView(state)._repr_html_() + bars
         self.history_html.value = history_table_html(history.events)
         self._render_download(history)
 
