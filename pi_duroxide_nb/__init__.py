@@ -55,6 +55,7 @@ from .engine import (
 )
 from .engine._codestore import CodeRecord
 from .engine._transcript import TranscriptEntry
+from .engine._workers import WorkerInfo
 from .models import (
     ChatMessage,
     DeleteResult,
@@ -175,6 +176,7 @@ __all__ = [
     "TranscriptEntry",
     "CodeNotice",
     "CodeRecord",
+    "WorkerInfo",
     # State and history
     "WorkflowState",
     "WorkflowStatus",

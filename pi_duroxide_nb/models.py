@@ -24,6 +24,11 @@ __all__ = [
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+LONG_HISTORY_EVENTS = 500
+"""From this many events in one execution, states say that ``continue_as_new`` would pay."""
+REPLAY_US_PER_STEP = 15.0
+"""Measured Python cost of replaying one recorded step (bench/bench_footprint.py, 1 000 steps)."""
+
 
 class WorkflowStatus(str, enum.Enum):
     """Status of a workflow instance, with the engine's names.
@@ -82,10 +87,32 @@ class WorkflowState(BaseModel):
     """The parent's id, for a sub-workflow."""
     execution_id: int = 1
     """The current execution; each continue-as-new starts the next one."""
+    history_events: int | None = None
+    """Events recorded in the current execution (``get_workflow`` on a SQLite store fills it).
+
+    Every new step re-runs the workflow from its first event, so a long history makes each
+    step slower: ``long_history`` says when ``ctx.continue_as_new`` would pay."""
     blocked: str | None = None
     """Why an unfinished instance cannot move on, and what to do: ``"code missing: ..."`` when
     its workflow version is not registered and could not be restored, ``"waiting for an agent
     host: ..."`` when a ``ctx.pi`` call waits for ``rt.set_host``. None when nothing blocks it."""
+
+    @property
+    def long_history(self) -> str | None:
+        """A note when the history is long enough that ``ctx.continue_as_new`` would pay, else None.
+
+        The cost is measured: replaying one recorded step costs about 15 µs of Python
+        (bench/bench_footprint.py), and every new step replays all of them.
+        """
+        events = self.history_events or 0
+        if events < LONG_HISTORY_EVENTS or self.status.is_terminal:
+            return None
+        per_step_ms = events / 2 * REPLAY_US_PER_STEP / 1000
+        return (
+            f"long history: {events} events, so every new step first replays about {events // 2} recorded "
+            f"steps (~{per_step_ms:.0f} ms a step, growing). If it loops, end each round with "
+            "ctx.continue_as_new(state) to start a short history."
+        )
 
 
 class HistoryEvent(BaseModel):

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -90,3 +96,71 @@ def pi_bin() -> Path:
         return pi_executable()
     except PiUnavailable as exc:
         pytest.skip(f"PiRpcHost needs a real pi: {exc}")
+
+
+# --- a private PostgreSQL server (skipped with the instruction where its binaries are missing) ---
+
+
+def _bindir() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(versions[-1]).parent if versions else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[tuple[Path, int]]:
+    bindir = _bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found: install Debian's `postgresql` package (CI does).")
+    root = Path(tempfile.mkdtemp(prefix="pdn-pg-"))
+    # PostgreSQL refuses to run as root; run it as the package's own user then.
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, user="postgres")
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "pdn", "--no-sync"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        yield bindir, port
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: tuple[Path, int]) -> str:
+    """A fresh, empty database on the test server."""
+    bindir, port = pg_server
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    psql = shutil.which("psql") or str(bindir / "psql")
+    subprocess.run(
+        [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "pdn", "-d", "postgres", "-c", f"CREATE DATABASE {name}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return f"postgresql://pdn@127.0.0.1:{port}/{name}"

@@ -104,7 +104,12 @@ def stepper_moves(nb: NotebookPage) -> None:
 check("02_notebook_magics.ipynb")(dashboard_lists("order-1", "order-2", "order-3"))
 check("06_fan_out_sub_workflows.ipynb")(dashboard_lists("batch-1", "batch-1-chunk-2-retry", "batch-2"))
 check("09_deploy_pipeline.ipynb")(dashboard_lists("deploy-api-1.4.2"))
-check("02_notebook_magics.ipynb", "04_replay_stepper.ipynb", "09_deploy_pipeline.ipynb")(stepper_moves)
+check(
+    "02_notebook_magics.ipynb",
+    "04_replay_stepper.ipynb",
+    "08_debugging_nondeterminism_and_versions.ipynb",
+    "09_deploy_pipeline.ipynb",
+)(stepper_moves)
 
 
 @check("05_human_in_the_loop.ipynb")
@@ -128,7 +133,7 @@ def form_button_sends_the_approval(nb: NotebookPage) -> None:
     nb.shot("event_form_sent", dash)
 
 
-@check("04_replay_stepper.ipynb")
+@check("04_replay_stepper.ipynb", "08_debugging_nondeterminism_and_versions.ipynb")
 def edited_code_shows_divergence(nb: NotebookPage) -> None:
     panel = nb.panel.locator(".pdn-replay:has(.pdn-divergence)")
     nb.wait_for("the edited workflow's stepper shows the divergence panel", lambda: panel.count() >= 1)

@@ -74,6 +74,24 @@ def test_rerun_same_code_is_unchanged_and_edit_is_a_new_version(registry) -> Non
     assert [d.version for d in registry.versions("w")] == [first.version, edited.version]
 
 
+def test_reusing_a_version_number_for_other_code_says_it_replaced_it(registry) -> None:
+    first = pdn.define_workflow("n", "yield ctx.schedule_timer(1)\nreturn 1", registry=registry, version="2")[0]
+    again = pdn.define_workflow("n", "yield ctx.schedule_timer(1)\nreturn 1", registry=registry, version="2")[0]
+    assert not first.replaced and not again.replaced and str(again) == "Workflow 'n' unchanged (n@2.0.0)."
+    with pytest.warns(pdn.VersionWarning, match=r"version 2\.0\.0 was registered before with different code") as seen:
+        edited = pdn.define_workflow(
+            "n", "yield ctx.schedule_timer(1)\nreturn 2", registry=registry, version="2", filename="<cell-n>"
+        )[0]
+    # The warning points at the cell that re-used the number, not at the library.
+    assert [(w.filename, w.lineno) for w in seen] == [("<cell-n>", 1)]
+    assert edited.replaced and edited.version == "2.0.0" and not edited.changed
+    assert str(edited) == (
+        "Workflow 'n': n@2.0.0 now runs this cell's code, which replaced the code registered before under "
+        "that number; instances in flight on it replay the new code."
+    )
+    assert [d.version for d in registry.versions("n")] == ["2.0.0"]
+
+
 def test_cell_of_definitions_registers_each_generator(registry) -> None:
     source = textwrap.dedent(
         """

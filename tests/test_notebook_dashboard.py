@@ -495,3 +495,40 @@ def test_selecting_an_instance_started_after_the_last_refresh_sticks(rt, waiting
         assert dash.selected_history.state.instance_id == later
     finally:
         dash.close()
+
+
+def test_workers_section_shows_the_live_workers(registry, db_path, no_leaked_comms) -> None:
+    from datetime import datetime, timezone
+
+    from pi_duroxide_nb.engine._workers import WorkerBeacon, WorkerTable
+
+    client = pdn.WorkflowRuntime(db=db_path, registry=registry, worker=False).start()
+    # What a worker process does (tests/test_worker_cli.py runs real ones): announce itself beside the store.
+    table = WorkerTable(client._codes.path)
+    now = datetime.now(timezone.utc)
+    info = pdn.WorkerInfo(
+        worker_id="box-4242-abcdef",
+        host="box",
+        pid=4242,
+        started_at=now,
+        last_seen=now,
+        concurrency=3,
+        workflows=("approve@c1234567",),
+    )
+    beacon = WorkerBeacon(table, info, interval=0.1).start()
+    dash = pdn.dashboard(client, refresh_interval=0.1)
+    try:
+        assert "(client)" in dash.header.value
+        wait_until(lambda: dash.snapshot.workers, timeout=10)
+        assert [w.worker_id for w in dash.snapshot.workers] == ["box-4242-abcdef"]
+        text = dash.workers_html.value
+        assert "1 live worker;" in text and "box pid 4242" in text and "concurrency 3" in text
+        assert "approve@c1234567" in text and "client only" in text
+        beacon.stop()  # a graceful stop leaves the view at the next refresh
+        wait_until(lambda: not dash.snapshot.workers, timeout=10)
+        assert "No worker processes" in dash.workers_html.value
+    finally:
+        dash.close()
+        beacon.stop()
+        table.close()
+        client.shutdown()

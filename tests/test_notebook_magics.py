@@ -366,6 +366,24 @@ def test_workflow_config_switches_the_store(shell, tmp_path, capsys, monkeypatch
     assert pdn.kernel_runtime() is current and current.state is pdn.RuntimeState.RUNNING  # left as it was
 
 
+def test_workflow_config_client_makes_the_kernel_a_client_of_workers(shell, capsys) -> None:
+    shell.run_cell_magic("workflow", "quick", "return 1")
+    try:
+        shell.run_line_magic("workflow_config", "--client")
+        assert "client only: worker processes run the work" in capsys.readouterr().out
+        client = pdn.kernel_runtime()
+        assert not client.is_worker and client.engine_mode == "client"
+        run(shell, "%workflow start quick --id quick-1")
+        assert client.get_workflow("quick-1").status is pdn.WorkflowStatus.PENDING  # queued for a worker
+        with pytest.raises(UsageError, match="not both"):
+            shell.run_line_magic("workflow_config", "--client --worker")
+    finally:
+        shell.run_line_magic("workflow_config", "--worker")
+    kernel = pdn.kernel_runtime()
+    assert kernel.is_worker and client.state is pdn.RuntimeState.STOPPED
+    assert kernel.wait_for_workflow("quick-1", timeout=30).output == 1  # the kernel runs work again
+
+
 def test_workflows_magic_shows_the_dashboard_and_rerun_replaces_it(shell, no_leaked_comms) -> None:
     first = run(shell, "%workflows")
     assert first.controller.runtime is pdn.kernel_runtime() and first.live

@@ -1,91 +1,18 @@
 """The PostgreSQL store: the same API on a throwaway local server (the scale-out path).
 
-The fixture starts a private PostgreSQL cluster (``initdb`` + ``pg_ctl``) in a temporary
-directory on 127.0.0.1, and gives each test its own database. CI installs Debian's
-``postgresql`` package; elsewhere these tests are skipped with that instruction.
+The fixtures (``pg_server``, ``pg_url`` in ``conftest.py``) start a private PostgreSQL cluster
+(``initdb`` + ``pg_ctl``) in a temporary directory on 127.0.0.1, and give each test its own
+database. CI installs Debian's ``postgresql`` package; elsewhere these tests are skipped with
+that instruction.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
+import duroxide
 import pytest
 
 import pi_duroxide_nb as pdn
 from tests.conftest import wait_until
-
-
-def _bindir() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(os.path.realpath(found)).parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(versions[-1]).parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[tuple[Path, int]]:
-    bindir = _bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found: install Debian's `postgresql` package (CI does).")
-    root = Path(tempfile.mkdtemp(prefix="pdn-pg-"))
-    # PostgreSQL refuses to run as root; run it as the package's own user then.
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, user="postgres")
-    data, port = root / "data", _free_port()
-    subprocess.run(
-        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "pdn", "--no-sync"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    try:
-        yield bindir, port
-    finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(pg_server: tuple[Path, int]) -> str:
-    """A fresh, empty database on the test server."""
-    bindir, port = pg_server
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    psql = shutil.which("psql") or str(bindir / "psql")
-    subprocess.run(
-        [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "pdn", "-d", "postgres", "-c", f"CREATE DATABASE {name}"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return f"postgresql://pdn@127.0.0.1:{port}/{name}"
 
 
 def test_the_workflow_api_on_postgres(registry, make_runtime, iid, pg_url) -> None:
@@ -176,3 +103,26 @@ def test_delete_purge_and_tool_kv_on_postgres(registry, make_runtime, iid, pg_ur
     purged = rt.purge(status="Completed")
     assert second in purged.instance_ids and purged.instances_deleted == 2
     assert [s.instance_id for s in rt.list_workflows()] == [waiting]
+
+
+def test_code_versions_are_kept_in_the_database_and_restored(make_runtime, iid, pg_url) -> None:
+    ns: dict = {"__name__": "__main__"}
+    first = pdn.WorkflowRegistry()
+    pdn.define_workflow(
+        "pg-wait",
+        'ctx.set_custom_status("waiting")\nd = yield ctx.wait_for_event("go")\nreturn "old:" + d',
+        registry=first,
+        namespace=ns,
+    )
+    rt1 = make_runtime(db=pg_url, registry=first, namespace=ns).start()
+    instance = rt1.start_workflow("pg-wait", None, instance_id=iid())
+    wait_until(lambda: rt1.get_workflow(instance).custom_status == "waiting", timeout=30)
+    rt1.shutdown()
+    duroxide._orchestration_functions.clear()  # a new process's engine table
+    # Another "kernel" (its own local files elsewhere): the code comes from the database.
+    second = pdn.WorkflowRegistry()
+    rt2 = make_runtime(db=pg_url, registry=second, namespace={"__name__": "__main__"}).start()
+    notices = [str(n) for n in rt2.take_code_notices()]
+    assert any(n.startswith("restored pg-wait@") and instance in n for n in notices), notices
+    rt2.signal_workflow(instance, "go", "yes")
+    assert rt2.wait_for_workflow(instance, timeout=30).output == "old:yes"

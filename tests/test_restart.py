@@ -358,7 +358,8 @@ def test_read_only_folder_fails_fast(tmp_path, with_store) -> None:
         assert sorted(p.name for p in folder.iterdir()) == before
 
 
-def test_a_page_is_never_short_while_the_engine_moves_starts(db_path, iid) -> None:
+@pytest.mark.parametrize("one", [False, True], ids=["page", "one-instance"])
+def test_a_read_never_misses_what_the_engine_moves_from_its_queue(db_path, iid, one) -> None:
     registry = pdn.WorkflowRegistry()
 
     @registry.register_workflow("paged")
@@ -397,9 +398,29 @@ def test_a_page_is_never_short_while_the_engine_moves_starts(db_path, iid) -> No
 
     reader.query = query_then_let_the_engine_move_the_starts
     try:
-        page = rt.list_workflows(limit=5)
+        if one:  # a just-started instance is never "not found" while the engine picks it up
+            assert rt.history(queued[0]) is not None  # raised "not found" when the move fell between reads
+            assert rt.get_workflow(queued[0]).instance_id == queued[0]
+        else:
+            page = rt.list_workflows(limit=5)
+            assert sorted(s.instance_id for s in page) == sorted(done + queued)
         assert moved.is_set()
-        assert sorted(s.instance_id for s in page) == sorted(done + queued)
     finally:
         reader.query = read
         rt.shutdown()
+
+
+def test_a_long_history_says_continue_as_new_would_pay(registry, rt, iid) -> None:
+    @registry.register_workflow("looping")
+    def looping(ctx, _):
+        for _n in range(260):
+            yield ctx.schedule_timer(0)
+        yield ctx.wait_for_event("stop")
+
+    instance = rt.start_workflow("looping", None, instance_id=iid())
+    state = wait_until(lambda: (s := rt.get_workflow(instance)).long_history and s, timeout=60)
+    assert state.history_events >= 500
+    assert "continue_as_new" in state.long_history and "ms a step" in state.long_history
+    assert "long history" in repr(pdn.view(state))
+    short = rt.start_workflow("looping", None, instance_id=iid())
+    assert rt.get_workflow(short).long_history is None

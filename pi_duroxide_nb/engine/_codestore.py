@@ -4,21 +4,27 @@ Every workflow version a runtime can run is saved beside the store when the runt
 whenever one is registered: its source, how it was defined (a ``%%workflow`` cell, a ``def`` in
 a cell, a module function), the source of the notebook helpers it calls, the simple values and
 modules it reads, its description and model names. A SQLite store keeps them in a sidecar file
-of ours, ``<db>.code.sqlite`` (never in duroxide's own file, see ``_sidecar``).
+of ours, ``<db>.code.sqlite`` (never in duroxide's own file, see ``_sidecar``); a PostgreSQL
+store in a table of ours in the same database.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .._errors import RuntimeStateError
 from ._registry import CodeOrigin, WorkflowDefinition
 from ._sidecar import SidecarDb
 
-__all__ = ["CodeRecord", "CodeStore", "code_path_for"]
+__all__ = ["CodeRecord", "CodeStore", "PostgresCodeStore", "code_path_for", "code_store_for"]
+
+_log = logging.getLogger("pi_duroxide_nb")
 
 
 class CodeRecord(BaseModel):
@@ -213,3 +219,139 @@ class CodeStore(SidecarDb):
             await self._conn.commit()
 
         self._run(write())
+
+
+_PG_TABLE = "pi_duroxide_nb_code_versions"
+_PG_EVENTS = "pi_duroxide_nb_event_schemas"
+
+
+class PostgresCodeStore:
+    """The code versions of a PostgreSQL store, in a table of ours in the same database.
+
+    Every runtime and worker that shares the database sees them, so any of them can restore a
+    version another kernel registered. Uses psycopg (``pip install 'pi_duroxide_nb[postgres]'``);
+    calls are short and made at start and at registration, so they run synchronously.
+    """
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # the [postgres] extra; checked by the caller
+
+        self._psycopg = psycopg
+        self._url = url
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._closed = False
+        self._saved: dict[tuple[str, str], str] = {}
+
+    @property
+    def path(self) -> str:
+        """Where the versions are kept: the table, in the store's database."""
+        return f"{_PG_TABLE} in the store's database"
+
+    def _connection(self) -> Any:
+        if self._closed:
+            msg = "The code versions store was closed with its runtime. Create a new WorkflowRuntime to read it."
+            raise RuntimeStateError(msg)
+        if self._conn is None or self._conn.closed:
+            self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_PG_TABLE} (name TEXT NOT NULL, version TEXT NOT NULL, "
+                "code_hash TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (name, version))"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_PG_EVENTS} (instance_id TEXT NOT NULL, event TEXT NOT NULL, "
+                "model TEXT NOT NULL, schema TEXT NOT NULL, PRIMARY KEY (instance_id, event))"
+            )
+        return self._conn
+
+    def save_event_schema(self, instance_id: str, event: str, schema: dict[str, Any], model: str) -> None:
+        """Keep the schema ``instance_id`` waits for ``event`` with (see ``CodeStore.save_event_schema``)."""
+        with self._lock:
+            self._connection().execute(
+                f"INSERT INTO {_PG_EVENTS} (instance_id, event, model, schema) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (instance_id, event) DO NOTHING",
+                (instance_id, event, model, json.dumps(schema)),
+            )
+
+    def event_schemas(self, instance_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """``event -> (model name, JSON Schema)`` kept for an instance."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(f"SELECT event, model, schema FROM {_PG_EVENTS} WHERE instance_id = %s", (instance_id,))
+                .fetchall()
+            )
+        return {str(e): (str(m), json.loads(s)) for e, m, s in rows}
+
+    def forget_event_schemas(self, instance_ids: tuple[str, ...] | list[str]) -> None:
+        """Drop the kept schemas of deleted instances."""
+        if not instance_ids:
+            return
+        with self._lock:
+            self._connection().execute(f"DELETE FROM {_PG_EVENTS} WHERE instance_id = ANY(%s)", (list(instance_ids),))
+
+    def save(self, definitions: list[WorkflowDefinition]) -> int:
+        """Keep these versions (see ``CodeStore.save``)."""
+        todo = [d for d in definitions if self._saved.get((d.name, d.version)) != (d.code_hash or d.version)]
+        if not todo:
+            return 0
+        records = [record_for(d) for d in todo]
+        written = 0
+        with self._lock:
+            conn = self._connection()
+            for r in records:
+                cursor = conn.execute(
+                    f"INSERT INTO {_PG_TABLE} (name, version, code_hash, record) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (name, version) DO UPDATE "
+                    "SET code_hash = EXCLUDED.code_hash, record = EXCLUDED.record "
+                    f"WHERE {_PG_TABLE}.code_hash <> EXCLUDED.code_hash",
+                    (r.name, r.version, r.code_hash, r.model_dump_json()),
+                )
+                written += cursor.rowcount
+        for r in records:
+            self._saved[(r.name, r.version)] = r.code_hash
+        return written
+
+    def get(self, name: str, version: str) -> CodeRecord | None:
+        """The kept record of ``name@version``, or None."""
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(f"SELECT record FROM {_PG_TABLE} WHERE name = %s AND version = %s", (name, version))
+                .fetchone()
+            )
+        return None if row is None else CodeRecord.model_validate(json.loads(row[0]))
+
+    def all(self) -> list[CodeRecord]:
+        """Every kept record, by name then version."""
+        with self._lock:
+            rows = self._connection().execute(f"SELECT record FROM {_PG_TABLE} ORDER BY name, version").fetchall()
+        return [CodeRecord.model_validate(json.loads(row[0])) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection; safe to call more than once."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def code_store_for(db: str, transcript_path: str) -> CodeStore | PostgresCodeStore:
+    """The code versions store of a workflow store: a sidecar file for SQLite, a table for PostgreSQL.
+
+    Without psycopg, a PostgreSQL store keeps them in a local sidecar file (named after the URL)
+    and says so once in the log: only this machine's kernels can restore them then.
+    """
+    if db.startswith(("postgres://", "postgresql://")):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            _log.warning(
+                "pi_duroxide_nb: code versions of %s are kept in a local file, not in the database: "
+                "pip install 'pi_duroxide_nb[postgres]' to share them with every kernel and worker",
+                db.split("@")[-1],
+            )
+        else:
+            return PostgresCodeStore(db)
+    return CodeStore(code_path_for(transcript_path))

@@ -31,6 +31,7 @@ from ._host import run_maybe_async
 from ._json import to_json_value
 from ._registry import ActivityDefinition, WorkflowDefinition, WorkflowRegistry, semver_key
 from ._store import SqliteStoreReader
+from ._wal import WalKeeper
 
 __all__ = ["EngineConfig", "PollingConfig", "WorkflowEngine"]
 
@@ -208,7 +209,7 @@ class WorkflowEngine:
         self._registry = registry
         self._config = config
         self._builtins = builtin_activities
-        self._store = store
+        self._wal = WalKeeper(store, config.wal_limit_bytes, config.wal_busy_wait) if store is not None else None
         self._cond = threading.Condition()
         self._runtime: Any = None
         self._mode = _Mode.ACTIVE
@@ -223,9 +224,15 @@ class WorkflowEngine:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build and start the first runtime (active) and the supervising thread."""
+        """Build and start the first runtime and the supervising thread.
+
+        It starts idle (slow polling) when polling is adaptive: a runtime that has just been
+        opened usually waits for its first start or signal, which swaps it to active at once,
+        and work already in the store is picked up within one idle poll and does the same.
+        Starting active cost 6-8 % of a core in the first seconds (bench/bench_footprint.py).
+        """
         with self._cond:
-            self._install(_Mode.ACTIVE)
+            self._install(_Mode.IDLE if self._config.polling.adaptive else _Mode.ACTIVE)
         PULSE.add(self._on_pulse)
         self._unsubscribe = self._registry.subscribe(self.refresh)
         self._thread = threading.Thread(target=self._supervise, name="pi_duroxide_nb-engine", daemon=True)
@@ -248,7 +255,18 @@ class WorkflowEngine:
             runtime.shutdown(int(timeout.total_seconds() * 1000))
         for drain in list(self._drains):
             drain.join(timeout=max(0.0, deadline - time.monotonic()))
-        self._checkpoint(force=True)
+        late = [d for d in self._drains if d.is_alive()]
+        if late:
+            # duroxide's shutdown cannot be cut short once started (a second call waits for the
+            # first, then fails), so a replaced runtime finishing a long activity outlives this.
+            _log.warning(
+                "pi_duroxide_nb: %d replaced engine runtime(s) still finishing running activities; they stop "
+                "when those finish (at most %s)",
+                len(late),
+                self._config.drain_timeout,
+            )
+        if self._wal is not None:
+            self._wal.tend(quiet=True, force=True)
 
     @property
     def mode(self) -> str:
@@ -368,35 +386,5 @@ class WorkflowEngine:
                         self._install(wanted)
                     except Exception:  # keep supervising; the current runtime still runs
                         _log.exception("pi_duroxide_nb: could not rebuild the engine runtime")
-            self._checkpoint()
-
-    # --- write-ahead log ---------------------------------------------------------------------
-
-    def _checkpoint(self, force: bool = False) -> None:
-        """Keep the write-ahead log bounded without stalling the engine's writers for long.
-
-        duroxide's pollers keep read transactions open so often that SQLite's automatic
-        checkpoints never get to restart the log, which grows to tens of MB (a passive
-        checkpoint copies it back but cannot restart it either: measured, the log still
-        reached 41 MB in 1 000 steps). Only a truncating checkpoint, which holds writers
-        off while it waits for a moment with no readers, resets it. So: while work runs,
-        once the log passes the limit, try one with a short wait (a try that finds no gap
-        just comes back next round); when the engine goes idle, and at shutdown, truncate
-        whatever is left, waiting longer. The store's reader process runs them: see
-        ``_store_worker``. The wait is short, but duroxide's deferred transactions that
-        meet it fail with "database is locked" and back off 200 ms or more, which is why the
-        default limit is 16 MB rather than a few (measured in bench/bench_wal_limit.py).
-        """
-        if self._store is None:
-            return
-        try:
-            size = os.path.getsize(self._store.path + "-wal")
-        except OSError:
-            return
-        quiet = force or self._mode is _Mode.IDLE
-        if size == 0 or (not quiet and size <= self._config.wal_limit_bytes):
-            return
-        try:
-            self._store.checkpoint(truncate=True, timeout=2.0 if quiet else self._config.wal_busy_wait.total_seconds())
-        except Exception as exc:  # busy or gone: the next round tries again
-            _log.debug("WAL checkpoint skipped: %s", exc)
+            if self._wal is not None:
+                self._wal.tend(quiet=self._mode is _Mode.IDLE)

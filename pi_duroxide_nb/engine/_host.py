@@ -109,10 +109,10 @@ def pi_activity_functions(
         host = get_host()
         if host is None:
             msg = (
-                f"Activity {activity!r} needs an agent host, but none is bound to this runtime. "
-                "Bind one with WorkflowRuntime(host=...) or rt.set_host(host) — for tests and "
-                "offline notebooks pdn.InMemoryAgentHost(...) works. The workflow sees this as a "
-                "failed activity; start it again once a host is bound."
+                f"Activity {activity!r} needs an agent host, but the host was unbound (rt.set_host(None)) "
+                "while this call was starting. Bind one with rt.set_host(host) — for tests and offline "
+                "notebooks pdn.InMemoryAgentHost(...) works. Calls made while no host is bound wait for "
+                "one; this one had already started, so the workflow sees it as a failed activity."
             )
             raise NoAgentHostError(msg)
         return host

@@ -34,7 +34,8 @@ from .._errors import (
     WorkflowTimeoutError,
 )
 from ..models import DeleteResult, EventWait, HistoryEvent, HistoryList, WorkflowState, WorkflowStatus
-from ._codestore import CodeRecord, CodeStore, code_path_for
+from ._client_reader import ClientStoreReader
+from ._codestore import CodeRecord, code_path_for, code_store_for
 from ._context import PI_ACTIVITIES, _workflow_input
 from ._engine import EngineConfig, PollingConfig, WorkflowEngine
 from ._events import (
@@ -49,8 +50,9 @@ from ._host import AgentHost, pi_activity_functions
 from ._json import loads_lenient, to_json_value, validate_model
 from ._registry import WorkflowRegistry, default_registry, format_ref
 from ._restore import RestoreError, rebuild_definition
-from ._store import SqliteStoreReader, is_cancel_error
+from ._store import SqliteStoreReader, StoreReader
 from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
+from ._workers import WorkerInfo, WorkerTable
 
 __all__ = ["CodeNotice", "RuntimeState", "WorkflowRuntime", "default_db_path"]
 
@@ -239,6 +241,8 @@ class WorkflowRuntime:
         wal_limit_bytes: int = 16 * 1024 * 1024,
         share_with_pi: bool = False,
         namespace: Mapping[str, Any] | None = None,
+        worker: bool = True,
+        restore_code: bool = True,
     ) -> None:
         """Create a runtime; nothing runs until ``start()``.
 
@@ -261,6 +265,11 @@ class WorkflowRuntime:
             share_with_pi: Allow opening pi's own ``~/.pi/agent/workflows.db``.
             namespace: Where code defined in notebook cells resolves its globals when a version
                 is restored from the store; the ``__main__`` module's (the notebook's) by default.
+            worker: Run workflows and activities in this process. ``False`` makes a client only:
+                it starts, signals, lists and inspects instances, and worker processes
+                (``python -m pi_duroxide_nb worker``, see ``workers()``) do the work.
+            restore_code: Rebuild unfinished instances' workflow versions from the code kept with
+                the store when they are not registered. ``False`` leaves them "code missing".
 
         Raises:
             RuntimeStateError: ``db`` is pi's store and ``share_with_pi`` is not set.
@@ -283,7 +292,7 @@ class WorkflowRuntime:
         self._postgres = target.startswith(("postgres://", "postgresql://"))
         if self._postgres:
             self._db_path: Path | None = None
-            self._reader: SqliteStoreReader | None = None
+            self._sqlite: SqliteStoreReader | None = None
         else:
             path = Path(target).expanduser().resolve()
             if path == _PI_DEFAULT_DB.resolve() and not share_with_pi:
@@ -295,21 +304,24 @@ class WorkflowRuntime:
                 raise RuntimeStateError(msg)
             check_store_file(path)
             self._db_path = path
-            self._reader = SqliteStoreReader(str(path))
+            self._sqlite = SqliteStoreReader(str(path))
         self._target = target
         self._transcript = TranscriptStore(transcript_path_for(self.db, fallback_dir=default_db_path().parent))
-        self._codes = CodeStore(code_path_for(self._transcript.path))
+        self._codes = code_store_for(self.db, self._transcript.path)
         self._namespace = namespace
+        self._worker = bool(worker)
+        self._restore_code = bool(restore_code)
+        self._worker_table: WorkerTable | None = None
         self._missing: dict[tuple[str, str], CodeNotice] = {}
         self._notices: list[CodeNotice] = []
         self._unsubscribe_registry: Callable[[], None] | None = None
         self._reconciling = threading.RLock()
         self._provider: Any = None
         self._client: Any = None
-        # Starts this runtime queued that the engine has not picked up yet. Only needed without
-        # a store reader (PostgreSQL): there the client reports such instances as NotFound.
-        # Entries leave when the client first sees the instance, or after _QUEUED_FOR.
-        self._queued: dict[str, WorkflowState] = {}
+        # One way to read, whatever the backend (see StoreReader).
+        self._reader: StoreReader = (
+            self._sqlite if self._sqlite is not None else ClientStoreReader(lambda: self._client)
+        )
 
     def __repr__(self) -> str:
         return f"<WorkflowRuntime {self._state.value} db={self.db!r}>"
@@ -333,8 +345,15 @@ class WorkflowRuntime:
 
     @property
     def engine_mode(self) -> str:
-        """``"active"`` (fast polling) or ``"idle"`` (slow polling); ``"stopped"`` when not running."""
-        return self._engine.mode if self._engine is not None and self._state is RuntimeState.RUNNING else "stopped"
+        """``"active"`` (fast polling), ``"idle"`` (slow polling), ``"client"`` (``worker=False``) or ``"stopped"``."""
+        if self._state is not RuntimeState.RUNNING:
+            return "stopped"
+        return self._engine.mode if self._engine is not None else "client"
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether this runtime runs workflows itself (``False``: a client of worker processes)."""
+        return self._worker
 
     def start(self) -> WorkflowRuntime:
         """Start running workflows in the background; returns at once. Calling it again does nothing.
@@ -358,14 +377,15 @@ class WorkflowRuntime:
             self._open()
             self.reconcile_code()
             add_schema_sink(self._keep_event_schema)
-            self._engine = WorkflowEngine(
-                self._provider,
-                self._registry,
-                self._config,
-                self._activities,
-                self._reader,
-            )
-            self._engine.start()
+            if self._worker:
+                self._engine = WorkflowEngine(
+                    self._provider,
+                    self._registry,
+                    self._config,
+                    self._activities,
+                    self._sqlite,
+                )
+                self._engine.start()
             self._unsubscribe_registry = self._registry.subscribe(self._on_registration)
             self._state = RuntimeState.RUNNING
             _RUNNING.add(self)
@@ -410,10 +430,11 @@ class WorkflowRuntime:
             engine.stop(delay)
         del engine
         remove_schema_sink(self._keep_event_schema)
-        if self._reader is not None:
-            self._reader.close()
+        self._reader.close()
         self._transcript.close()
         self._codes.close()
+        if self._worker_table is not None:
+            self._worker_table.close()
         self._release()
 
     def _release(self) -> None:
@@ -453,11 +474,8 @@ class WorkflowRuntime:
         if engine is None or was_none == (host is None):
             return
         engine.refresh(force=True)
-        if host is not None and self._reader is not None:
-            try:
-                self._reader.nudge(activities=list(PI_ACTIVITIES.values()))
-            except PiDuroxideError as exc:  # the engine's own retry still comes
-                _log.debug("could not nudge waiting ctx.pi calls: %s", exc)
+        if host is not None:
+            self._nudge(activities=list(PI_ACTIVITIES.values()))
 
     @property
     def host(self) -> AgentHost | None:
@@ -499,7 +517,9 @@ class WorkflowRuntime:
             if self._registry.has_version(name, version):
                 continue
             record = self._codes.get(name, version)
-            if record is None:
+            if not self._restore_code:
+                reason = "restoring kept code is turned off for this runtime (restore_code=False)"
+            elif record is None:
                 reason = (
                     "its code was not kept with this store: it started before code versions were kept, or elsewhere"
                 )
@@ -520,11 +540,8 @@ class WorkflowRuntime:
         back = [key for key in self._missing if key not in missing]
         self._missing = missing
         wake = [iid for key in [*back, *restored] for iid in groups.get(key, ())]
-        if wake and self._reader is not None:
-            try:
-                self._reader.nudge(instances=wake)
-            except PiDuroxideError as exc:  # the engine's own retry (at most a minute) still comes
-                _log.debug("could not nudge restored instances: %s", exc)
+        if wake:
+            self._nudge(instances=wake)
         for notice in fresh:
             (_log.info if notice.restored else _log.warning)("pi_duroxide_nb: %s", notice)
         self._notices.extend(fresh)
@@ -533,11 +550,32 @@ class WorkflowRuntime:
     def _on_registration(self) -> None:
         try:
             self.reconcile_code()
-            if self._reader is not None and self._state is RuntimeState.RUNNING:
-                names = [a.name for a in self._registry.activities()]
-                self._reader.nudge(activities=names)
+            if self._state is RuntimeState.RUNNING:
+                self._nudge(activities=[a.name for a in self._registry.activities()])
         except Exception:  # a registration must not fail because the store could not be read
             _log.exception("pi_duroxide_nb: could not check the store after a registration")
+
+    def _nudge(self, *, instances: list[str] = [], activities: list[str] = []) -> None:  # noqa: B006 - read only
+        """Make work the engine set aside visible now, and again shortly after.
+
+        A dispatcher may hold the item at this very moment (it is about to set it aside once
+        more, with a longer backoff), so the nudge is repeated a little later: the code or host
+        came back once, and from then on the item runs at its next look.
+        """
+
+        def nudge() -> None:
+            if self._state is RuntimeState.STOPPED:
+                return
+            try:
+                self._reader.nudge(instances=instances, activities=activities)
+            except PiDuroxideError as exc:  # the engine's own retry (at most a minute) still comes
+                _log.debug("could not nudge set-aside work: %s", exc)
+
+        nudge()
+        for delay in _NUDGE_AGAIN_S:
+            timer = threading.Timer(delay, nudge)
+            timer.daemon = True
+            timer.start()
 
     def _restore_namespace(self) -> Mapping[str, Any]:
         if self._namespace is not None:
@@ -546,17 +584,7 @@ class WorkflowRuntime:
         return vars(main) if main is not None else {}
 
     def _unfinished(self) -> list[tuple[str, str, str]]:
-        if self._reader is not None:
-            return self._reader.unfinished()
-        client = self._client
-        found = []
-        for iid in client.list_instances_by_status("Running"):
-            try:
-                info = client.get_instance_info(iid)
-            except Exception:  # gone in between
-                continue
-            found.append((str(info.orchestration_name), str(info.orchestration_version or ""), str(iid)))
-        return found
+        return self._reader.unfinished()
 
     @property
     def code_notices(self) -> list[CodeNotice]:
@@ -572,6 +600,29 @@ class WorkflowRuntime:
         """The code of ``name@version`` as kept with the store (what its instances ran), or None."""
         self._client_ready()
         return self._codes.get(name, version)
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def workers(self, *, within: float | timedelta = 10.0) -> list[WorkerInfo]:
+        """The worker processes serving this store that were seen within ``within`` seconds, oldest first.
+
+        Workers (``python -m pi_duroxide_nb worker --db ...``) announce themselves every second
+        beside the store (``<db>.code.sqlite``); one shut down gracefully leaves at once, one
+        killed leaves the list ``within`` seconds after its last heartbeat. For a PostgreSQL
+        store the announcements are kept in a local file: only this host's workers are listed.
+        """
+        delay = _timedelta(within, "within") or timedelta(0)
+        return self._workers_table().live(delay)
+
+    def _workers_table(self) -> WorkerTable:
+        if self._state is RuntimeState.STOPPED:
+            msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to list workers."
+            raise RuntimeStateError(msg)
+        with self._lock:
+            if self._worker_table is None:
+                # Beside the store (a local file named after the URL for PostgreSQL).
+                self._worker_table = WorkerTable(code_path_for(self._transcript.path))
+            return self._worker_table
 
     # --- transcript --------------------------------------------------------------------------
 
@@ -647,16 +698,21 @@ class WorkflowRuntime:
                 raise EngineError(msg, cause=exc) from exc
             if not self._postgres:
                 _OWNERS[self._store_key] = weakref.ref(self)
+        if self._sqlite is not None:
+            try:  # the engine has created its tables now
+                self._sqlite.tune_planner()
+            except PiDuroxideError as exc:  # slower under a backlog, nothing worse
+                _log.debug("could not tune the store's query planner: %s", exc)
 
     def _check_integrity(self) -> None:
         """Refuse a store with damaged pages before the engine writes to it."""
-        assert self._reader is not None
+        assert self._sqlite is not None
         try:
-            problems = self._reader.integrity(timeout=_CHECK_TIMEOUT_S)
+            problems = self._sqlite.integrity(timeout=_CHECK_TIMEOUT_S)
         except EngineError:
             return  # a big store that takes longer to check: the engine reports what it finds
         if problems != ["ok"]:
-            self._reader.close()
+            self._sqlite.close()
             shown = "; ".join(problems[:3])
             msg = (
                 f"The workflow store {self.db} is damaged ({shown}), so it was not opened and nothing was written. "
@@ -698,21 +754,17 @@ class WorkflowRuntime:
             if instance_id is not None and self._exists(iid):
                 raise InstanceExistsError(iid)
             self.start()
-            assert self._engine is not None
-            self._engine.refresh()
-            self._engine.wake()
+            if self._engine is not None:
+                self._engine.refresh()
+                self._engine.wake()
             try:
                 client.start_orchestration_versioned(iid, name, data, definition.version)
             except Exception as exc:
                 msg = f"The engine refused to start workflow {name!r} as {iid!r}: {exc}"
                 raise EngineError(msg, cause=exc) from exc
-            if self._reader is None:
-                now = datetime.now(timezone.utc)
-                # Never looked up again, an entry would stay forever: drop those the engine
-                # has long picked up (dicts keep insertion order, so the oldest come first).
-                while self._queued and now - next(iter(self._queued.values())).created_at > _QUEUED_FOR:  # type: ignore[operator]
-                    self._queued.pop(next(iter(self._queued)))
-                self._queued[iid] = WorkflowState(
+            now = datetime.now(timezone.utc)
+            self._reader.remember_queued(
+                WorkflowState(
                     instance_id=iid,
                     name=name,
                     version=definition.version,
@@ -720,12 +772,11 @@ class WorkflowRuntime:
                     created_at=now,
                     updated_at=now,
                 )
+            )
         return iid
 
     def _exists(self, instance_id: str) -> bool:
-        if self._reader is not None and self._reader.exists(instance_id):
-            return True
-        if instance_id in self._queued:
+        if self._reader.exists(instance_id):
             return True
         # An instance the engine failed on its first step has no instances row; ask the client.
         return bool(self._client.get_status(instance_id).status != "NotFound")
@@ -863,11 +914,13 @@ class WorkflowRuntime:
             InstanceNotFoundError: no such instance.
         """
         self._client_ready()
-        if self._reader is not None:
-            states = self._reader.states(instance_id=instance_id)
-            if states:
-                return self._typed(states[0])
-        return self._typed(self._state_from_client(instance_id))
+        states = self._reader.states(instance_id=instance_id)
+        if not states:
+            return self._typed(self._state_from_client(instance_id))
+        state = states[0]
+        if self._sqlite is not None and not state.status.is_terminal:
+            state = state.model_copy(update={"history_events": self._sqlite.history_count(instance_id)})
+        return self._typed(state)
 
     def list_workflows(
         self,
@@ -890,33 +943,16 @@ class WorkflowRuntime:
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             msg = f"offset must be a non-negative integer, not {offset!r}."
             raise PayloadError(msg)
-        client = self._client_ready()
+        self._client_ready()
         status_text = status_value.value if status_value else None
-        if self._reader is not None:
-            states = self._reader.states_page(name=name, status=status_text, limit=limit, offset=offset)
-        else:
-            ids = list(client.list_all_instances())
-            states = [self._state_from_client(i) for i in ids]
-            states += [q for i, q in list(self._queued.items()) if i not in ids]
-            states = [
-                s
-                for s in states
-                if (name is None or s.name == name) and (status_value is None or s.status is status_value)
-            ][offset : None if limit is None else offset + limit]
+        states = self._reader.states_page(name=name, status=status_text, limit=limit, offset=offset)
         held = self._set_aside()
         return [self._typed(s, held) for s in states]
 
     def count_workflows(self, *, name: str | None = None) -> dict[WorkflowStatus, int]:
         """How many instances are in each status (only statuses that occur), optionally for one workflow."""
-        client = self._client_ready()
-        if self._reader is not None:
-            return {WorkflowStatus(s): n for s, n in self._reader.status_counts(name=name).items()}
-        counts: dict[WorkflowStatus, int] = {}
-        for iid in client.list_all_instances():
-            state = self._state_from_client(iid)
-            if name is None or state.name == name:
-                counts[state.status] = counts.get(state.status, 0) + 1
-        return counts
+        self._client_ready()
+        return {WorkflowStatus(s): n for s, n in self._reader.status_counts(name=name).items()}
 
     def wait_for_workflow(
         self,
@@ -953,16 +989,15 @@ class WorkflowRuntime:
         delay = _timedelta(timeout, "timeout") or timedelta(0)
         client = self._client_ready()
         # Most waits find the instance already known (often already finished): one store read.
-        known = self._reader.states(instance_id=instance_id) if self._reader is not None else []
+        known = self._reader.states(instance_id=instance_id)
         if known and known[0].status.is_terminal:
             return self._typed(known[0])
         if not known:
             first = client.get_status(instance_id)
             if first.status in ("Completed", "Failed"):
                 return self.get_workflow(instance_id)
-            if first.status == "NotFound" and instance_id not in self._queued:
-                if self._reader is not None or not self._appears(instance_id, min(delay.total_seconds(), 2.0)):
-                    raise InstanceNotFoundError(instance_id)
+            if first.status == "NotFound" and not self._reader.may_appear(instance_id, min(delay.total_seconds(), 2.0)):
+                raise InstanceNotFoundError(instance_id)
         try:
             return self._wait_slices(instance_id, delay, on_progress, cancel)
         except KeyboardInterrupt:
@@ -1015,18 +1050,6 @@ class WorkflowRuntime:
                     shown = key
                     on_progress(state)
 
-    def _appears(self, instance_id: str, within: float) -> bool:
-        """Whether an unseen instance shows up within ``within`` s (PostgreSQL only).
-
-        There the client cannot see a start another runtime queued until the engine picks it
-        up, so an id that is unknown right now may still be a real instance.
-        """
-        try:
-            self._client.wait_for_orchestration(instance_id, max(1, int(within * 1000)))
-        except Exception:  # timed out: it may have started but not finished, or not exist at all
-            pass
-        return bool(self._client.get_status(instance_id).status != "NotFound")
-
     async def wait_for_workflow_async(
         self,
         instance_id: str,
@@ -1068,8 +1091,6 @@ class WorkflowRuntime:
             InstanceNotFoundError: no such instance.
         """
         self._client_ready()
-        if self._reader is None:
-            return HistoryList(self._history_from_client(instance_id, execution_id))
         events = self._reader.history(instance_id, execution_id)
         if not events and not self._reader.states(instance_id=instance_id):
             raise InstanceNotFoundError(instance_id)
@@ -1086,9 +1107,6 @@ class WorkflowRuntime:
             RuntimeStateError: the store is PostgreSQL (use ``history()``).
         """
         self._client_ready()
-        if self._reader is None:
-            msg = "The stored event rows are read from SQLite stores only; on PostgreSQL use rt.history(...)."
-            raise RuntimeStateError(msg)
         found = self._reader.history_rows(instance_id, execution_id)
         if found is None:
             what = instance_id if execution_id is None else f"{instance_id} (execution {execution_id})"
@@ -1097,10 +1115,8 @@ class WorkflowRuntime:
 
     def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance (more than one after continue-as-new)."""
-        client = self._client_ready()
-        if self._reader is not None:
-            return self._reader.executions(instance_id)
-        return [int(e) for e in client.list_executions(instance_id)]
+        self._client_ready()
+        return self._reader.executions(instance_id)
 
     @overload
     def get_kv(self, instance_id: str) -> dict[str, Any]: ...
@@ -1124,16 +1140,10 @@ class WorkflowRuntime:
             if raw is None and not self._exists(instance_id):
                 raise InstanceNotFoundError(instance_id)
             return loads_lenient(raw) if raw is not None else None
-        if self._reader is not None:
-            entries = self._reader.kv(instance_id)
-            if not entries and not self._exists(instance_id):
-                raise InstanceNotFoundError(instance_id)
-            return entries
-        msg = (
-            "Listing all KV entries needs the SQLite store; on PostgreSQL the engine reads one key at a "
-            "time: call rt.get_kv(instance_id, key)."
-        )
-        raise RuntimeStateError(msg)
+        entries = self._reader.kv(instance_id)
+        if not entries and not self._exists(instance_id):
+            raise InstanceNotFoundError(instance_id)
+        return entries
 
     # --- deleting ----------------------------------------------------------------------------
 
@@ -1251,8 +1261,7 @@ class WorkflowRuntime:
                 raise InstanceRunningError(msg, instance_id=instance_id, status="Running") from None
             msg = f"The engine could not delete {instance_id!r}: {text}"
             raise EngineError(msg, cause=exc) from exc
-        for iid in ids:
-            self._queued.pop(iid, None)
+        self._reader.forget(ids)
         self._codes.forget_event_schemas(ids)
         return DeleteResult(
             instance_ids=ids,
@@ -1265,8 +1274,6 @@ class WorkflowRuntime:
 
     def _set_aside(self) -> dict[str, set[str]]:
         """Activity calls the engine is holding back, by instance (SQLite; empty elsewhere)."""
-        if self._reader is None:
-            return {}
         try:
             return self._reader.set_aside_activities()
         except PiDuroxideError:  # a state without this detail beats no state
@@ -1317,64 +1324,22 @@ class WorkflowRuntime:
             return state
 
     def _state_from_client(self, instance_id: str) -> WorkflowState:
-        client = self._client
-        status = client.get_status(instance_id)
-        if status.status == "NotFound":
-            queued = self._queued.get(instance_id)
-            if queued is not None:
-                return queued
+        """An instance the store's tables do not show: one the engine failed before writing its row."""
+        state = ClientStoreReader(lambda: self._client).state(instance_id)
+        if state is None:
             raise InstanceNotFoundError(instance_id)
-        self._queued.pop(instance_id, None)
-        try:
-            info = client.get_instance_info(instance_id)
-        except Exception:  # failed before its instance row was written: the status is all there is
-            info = None
-        status_value = WorkflowStatus(status.status)
-        if status_value is WorkflowStatus.FAILED and is_cancel_error(status.error):
-            status_value = WorkflowStatus.TERMINATED
-        return WorkflowState(
-            instance_id=instance_id,
-            name=info.orchestration_name if info is not None else "",
-            version=info.orchestration_version if info is not None else "",
-            status=status_value,
-            output=status.output if status.status == "Completed" else None,
-            error=status.error,
-            custom_status=status.custom_status,
-            parent_instance_id=info.parent_instance_id if info is not None else None,
-            execution_id=int(info.current_execution_id) if info is not None else 1,
-            created_at=_from_epoch_ms(info.created_at) if info is not None else None,
-            updated_at=_from_epoch_ms(info.updated_at) if info is not None else None,
-        )
-
-    def _history_from_client(self, instance_id: str, execution_id: int | None) -> list[HistoryEvent]:
-        client = self._client
-        if client.get_status(instance_id).status == "NotFound":
-            raise InstanceNotFoundError(instance_id)
-        exec_id = execution_id or int(client.get_instance_info(instance_id).current_execution_id)
-        events = []
-        for e in client.read_execution_history(instance_id, exec_id):
-            events.append(
-                HistoryEvent(
-                    instance_id=instance_id,
-                    execution_id=exec_id,
-                    event_id=int(e.event_id),
-                    kind=str(e.kind),
-                    source_event_id=e.source_event_id,
-                    timestamp=datetime.fromtimestamp(int(e.timestamp_ms) / 1000, tz=timezone.utc),
-                    data=loads_lenient(e.data),
-                )
-            )
-        return events
+        return state
 
 
 _ENDS = frozenset({"OrchestrationCompleted", "OrchestrationFailed", "OrchestrationContinuedAsNew"})
 """History events after which an execution waits for nothing."""
+
+_NUDGE_AGAIN_S = (0.3, 1.5)
+"""When a nudge is repeated, in seconds after the first (see ``_nudge``)."""
 _WAIT_SLICE_S = 0.1
 """Waits check for an interrupt this often."""
 _PROGRESS_EVERY_S = 0.5
 """Waits look at the instance for ``on_progress`` at most this often."""
-_QUEUED_FOR = timedelta(minutes=5)
-"""How long a start queued on PostgreSQL is reported as Pending without the engine seeing it."""
 
 
 def _from_epoch_ms(value: Any) -> datetime | None:

@@ -18,13 +18,13 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .._errors import EngineError
 from ..models import HistoryEvent, WorkflowState, WorkflowStatus
 from ._json import loads_lenient
 
-__all__ = ["SqliteStoreReader", "history_event_from_row"]
+__all__ = ["SqliteStoreReader", "StoreReader", "history_event_from_row"]
 
 REQUEST_TIMEOUT = 30.0
 """The longest one read of the store may take before the reader is stopped."""
@@ -117,8 +117,41 @@ def _state_sql(instance_id: str | None, name: str | None, status: str | None) ->
     return _STATE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY i.rowid DESC", args
 
 
+@runtime_checkable
+class StoreReader(Protocol):
+    """The reads ``WorkflowRuntime`` makes of a store, whatever the backend.
+
+    ``SqliteStoreReader`` reads a SQLite store's tables in a child process; ``ClientStoreReader``
+    reads a PostgreSQL store through duroxide's client. Methods a backend cannot serve say so
+    (``history_rows`` and ``kv`` on PostgreSQL raise ``RuntimeStateError``) or do nothing
+    (``nudge``, ``set_aside_activities``).
+    """
+
+    @property
+    def path(self) -> str | None: ...
+    def states(
+        self, *, instance_id: str | None = None, name: str | None = None, status: str | None = None
+    ) -> list[WorkflowState]: ...
+    def states_page(
+        self, *, name: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0
+    ) -> list[WorkflowState]: ...
+    def status_counts(self, *, name: str | None = None) -> dict[str, int]: ...
+    def exists(self, instance_id: str) -> bool: ...
+    def history(self, instance_id: str, execution_id: int | None = None) -> list[HistoryEvent]: ...
+    def history_rows(self, instance_id: str, execution_id: int | None = None) -> tuple[int, list[str]] | None: ...
+    def executions(self, instance_id: str) -> list[int]: ...
+    def kv(self, instance_id: str) -> dict[str, Any]: ...
+    def unfinished(self) -> list[tuple[str, str, str]]: ...
+    def set_aside_activities(self) -> dict[str, set[str]]: ...
+    def nudge(self, *, instances: Sequence[str] = (), activities: Sequence[str] = ()) -> int: ...
+    def remember_queued(self, state: WorkflowState) -> None: ...
+    def forget(self, instance_ids: Sequence[str]) -> None: ...
+    def may_appear(self, instance_id: str, within: float) -> bool: ...
+    def close(self) -> None: ...
+
+
 class SqliteStoreReader:
-    """Read-only access to a duroxide SQLite store."""
+    """Read-only access to a duroxide SQLite store (the ``StoreReader`` of SQLite stores)."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -189,6 +222,16 @@ class SqliteStoreReader:
         """The database file."""
         return self._path
 
+    def remember_queued(self, state: WorkflowState) -> None:
+        """Nothing to remember: a queued start is in the store's queue table."""
+
+    def forget(self, instance_ids: Sequence[str]) -> None:
+        """Nothing to forget (see ``remember_queued``)."""
+
+    def may_appear(self, instance_id: str, within: float) -> bool:
+        """False: every start, from any process, is visible in the queue table at once."""
+        return False
+
     def query(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[list[Any]]:
         """Run one read-only query in the reader process."""
         return self._request({"sql": sql, "args": list(args)})
@@ -204,6 +247,10 @@ class SqliteStoreReader:
         mode = "TRUNCATE" if truncate else "PASSIVE"
         rows = self._request({"op": "checkpoint", "mode": mode, "timeout": timeout}, timeout + 5.0)
         return [int(v) for v in rows[0]]
+
+    def tune_planner(self) -> bool:
+        """Keep the engine's queue fast under a backlog (see ``_store_worker._tune``); True if written now."""
+        return bool(self._request({"op": "tune"}, 10.0)[0][0])
 
     def integrity(self, timeout: float) -> list[str]:
         """SQLite's ``quick_check`` of the file: ``["ok"]`` when sound, else the problems found."""
@@ -276,6 +323,15 @@ class SqliteStoreReader:
         )
         return (execution_id, [str(r[0]) for r in rows]) if rows else None
 
+    def history_count(self, instance_id: str) -> int:
+        """How many events the current execution of an instance has."""
+        rows = self.query(
+            "SELECT COUNT(*) FROM history h JOIN instances i ON i.instance_id = h.instance_id "
+            "AND i.current_execution_id = h.execution_id WHERE h.instance_id = ?",
+            (instance_id,),
+        )
+        return int(rows[0][0]) if rows else 0
+
     def executions(self, instance_id: str) -> list[int]:
         """The execution ids of an instance, oldest first."""
         rows = self.query(
@@ -290,49 +346,9 @@ class SqliteStoreReader:
 
         Instances whose start is queued but not yet picked up are reported as ``Pending``.
         """
-        if instance_id is None:
-            return self.states_page(name=name, status=status, limit=None)
-        # One instance: it is almost always in the tables already, so look there first
-        # (one round trip); a miss then checks the queue, and callers fall back to the client.
-        sql, args = _state_sql(instance_id, name, status)
-        rows = self.query(sql, args)
-        if rows:
-            return [self._state(rows[0])]
-        if status not in (None, WorkflowStatus.PENDING.value):
-            return []
-        return self._pending(instance_id, name)
-
-    def _pending(self, instance_id: str | None, name: str | None) -> list[WorkflowState]:
-        sql = (
-            "SELECT q.instance_id, q.work_item, q.visible_at FROM orchestrator_queue q "
-            "WHERE json_extract(q.work_item, '$.StartOrchestration') IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.instance_id = q.instance_id)"
-        )
-        args: list[Any] = []
-        if instance_id is not None:
-            sql += " AND q.instance_id = ?"
-            args.append(instance_id)
-        sql += " ORDER BY q.id DESC"
-        rows = self.query(sql, args)
-        states = []
-        for iid, item, visible_ms in rows:
-            start = json.loads(item).get("StartOrchestration", {})
-            if name is not None and start.get("orchestration") != name:
-                continue
-            when = _from_ms(visible_ms) if isinstance(visible_ms, int) else None
-            states.append(
-                WorkflowState(
-                    instance_id=iid,
-                    name=str(start.get("orchestration", "")),
-                    version=str(start.get("version") or ""),
-                    status=WorkflowStatus.PENDING,
-                    created_at=when,
-                    updated_at=when,
-                    parent_instance_id=start.get("parent_instance"),
-                    execution_id=int(start.get("execution_id") or 1),
-                )
-            )
-        return states
+        # One statement even for one instance: read in two (tables, then queue), a start the
+        # engine moved in between was in neither, and a just-started instance was "not found".
+        return self.states_page(instance_id=instance_id, name=name, status=status, limit=None)
 
     @staticmethod
     def _state(row: Any) -> WorkflowState:
@@ -380,7 +396,13 @@ class SqliteStoreReader:
     # --- dashboard-scale reads: one query per page, never one per instance ------------------
 
     def states_page(
-        self, *, name: str | None = None, status: str | None = None, limit: int | None = 50, offset: int = 0
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+        instance_id: str | None = None,
     ) -> list[WorkflowState]:
         """One page of instance states, newest first, filtered by workflow name and status.
 
@@ -388,7 +410,7 @@ class SqliteStoreReader:
         snapshot: read in two, a start the engine moved from the queue to the tables in between
         was in neither read, and the page came back short.
         """
-        sql, args = _state_sql(None, name, status)
+        sql, args = _state_sql(instance_id, name, status)
         sql = sql[: sql.rindex(" ORDER BY")]
         queued_sql = (
             "SELECT q.instance_id, json_extract(q.work_item, '$.StartOrchestration.orchestration'), "
@@ -403,6 +425,9 @@ class SqliteStoreReader:
         if name is not None:
             queued_sql += " AND json_extract(q.work_item, '$.StartOrchestration.orchestration') = ?"
             queued_args.append(name)
+        if instance_id is not None:
+            queued_sql += " AND q.instance_id = ?"
+            queued_args.append(instance_id)
         select_rows = sql.replace("\nFROM instances i", ", 1 AS part, i.rowid AS ord\nFROM instances i", 1)
         parts = [f"SELECT * FROM ({select_rows})"]
         all_args: list[Any] = list(args)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .._errors import RegistrationError
-from ..engine import WorkflowRegistry, default_registry, format_ref
+from ..engine import VersionWarning, WorkflowRegistry, default_registry, format_ref
 
 __all__ = [
     "CellRegistration",
@@ -77,6 +77,8 @@ class CellRegistration:
     """Determinism problems found in the code (also emitted as ``DeterminismWarning``)."""
     seen_before: bool = False
     """This version was registered before (an older cell run again)."""
+    replaced: bool = False
+    """The cell re-used a version number with different code: that code replaced the version's old code."""
 
     @property
     def changed(self) -> bool:
@@ -87,6 +89,11 @@ class CellRegistration:
         ref = format_ref(self.name, self.version)
         if self.previous_version is None:
             return f"Workflow {self.name!r} registered ({ref})."
+        if self.replaced:
+            return (
+                f"Workflow {self.name!r}: {ref} now runs this cell's code, which replaced the code registered "
+                "before under that number; instances in flight on it replay the new code."
+            )
         if not self.changed:
             return f"Workflow {self.name!r} unchanged ({ref})."
         again = " again" if self.seen_before else ""
@@ -486,11 +493,26 @@ def _register(
     versions = [d for d in registry.versions(name) if not d.restored]
     previous = versions[-1].version if versions else None
     known = {d.version for d in versions}
-    registry.register_workflow(name, fn, description=description, input_model=input_model, version=version)
-    version = registry.workflow(name).version
+    before = {d.version: d.code_hash for d in registry.versions(name)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VersionWarning)
+        registry.register_workflow(name, fn, description=description, input_model=input_model, version=version)
+    definition = registry.workflow(name)
+    version = definition.version
+    for warning in caught:
+        # Attributed to the cell (not to this module), like the determinism warnings below.
+        if issubclass(warning.category, VersionWarning):
+            warnings.warn_explicit(str(warning.message), VersionWarning, filename, 1, module=filename)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     for issue in issues:
         # warn_explicit with no registry: shown every time the cell runs, attributed to the cell.
         warnings.warn_explicit(f"workflow {name!r}, {issue}", DeterminismWarning, filename, issue.line, module=filename)
     return CellRegistration(
-        name=name, version=version, previous_version=previous, issues=tuple(issues), seen_before=version in known
+        name=name,
+        version=version,
+        previous_version=previous,
+        issues=tuple(issues),
+        seen_before=version in known,
+        replaced=version in before and before[version] != definition.code_hash,
     )

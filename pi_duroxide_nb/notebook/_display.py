@@ -205,6 +205,8 @@ class StateView:
             lines.append(f"  error: {error_text(s.error)}")
         if s.blocked:
             lines.append(f"  blocked: {s.blocked}")
+        if s.long_history:
+            lines.append(f"  {s.long_history}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -227,6 +229,8 @@ class StateView:
             rows.append(("parent", _esc(s.parent_instance_id)))
         if s.blocked:
             rows.append(("blocked", f'<span style="color:#9a6700">{_esc(s.blocked)}</span>'))
+        if s.long_history:
+            rows.append(("history", f'<span style="color:#9a6700">{_esc(s.long_history)}</span>'))
         body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"{_TABLE_OPEN}{body}</table>"
 

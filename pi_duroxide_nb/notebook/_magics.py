@@ -328,23 +328,37 @@ class WorkflowMagics(Magics):
 
     @magic_arguments()
     @argument("--db", default=None, help="SQLite file or postgresql:// URL; restarts the kernel's runtime on it.")
+    @argument(
+        "--client",
+        action="store_true",
+        help="the kernel only starts, signals and watches; worker processes run the work",
+    )
+    @argument("--worker", action="store_true", help="the kernel runs the work too (the default)")
     @line_magic("workflow_config")
     def workflow_config(self, line: str) -> None:
         """Show or change where this kernel's workflows are stored.
 
         In [1]: %workflow_config
         In [2]: %workflow_config --db project.db
+        In [3]: %workflow_config --client
 
         Changing the store stops the current runtime (instances stay in their store) and starts
         one on the new store. ``$PI_DUROXIDE_DB`` sets the default before ``%load_ext``.
-        Python twin: ``pdn.kernel_runtime(db=...)``.
+        ``--client`` makes the kernel a client of worker processes
+        (``python -m pi_duroxide_nb worker --db STORE --module my_workflows.py``, listed by the
+        dashboard); ``--worker`` makes it run work again.
+        Python twin: ``pdn.kernel_runtime(db=..., worker=...)``.
         """
         args = parse_argstring(self.workflow_config, line)
+        if args.client and args.worker:
+            raise UsageError("%workflow_config takes --client or --worker, not both.")
+        role = False if args.client else True if args.worker else None
         try:
-            runtime = kernel_runtime(db=args.db)
+            runtime = kernel_runtime(db=args.db, worker=role)
         except PiDuroxideError as exc:
             raise UsageError(str(exc)) from None
-        print(f"Workflow runtime {runtime.state.value} on {runtime.db}")
+        how = "" if runtime.is_worker else " (client only: worker processes run the work)"
+        print(f"Workflow runtime {runtime.state.value} on {runtime.db}{how}")
 
 
 _DOLLAR_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")

@@ -17,10 +17,14 @@ _closers: list[Callable[[], None]] = []
 # The store and registry last asked for, so %reload_ext comes back on the same ones.
 _chosen_db: str | os.PathLike[str] | None = None
 _chosen_registry: WorkflowRegistry | None = None
+_chosen_worker: bool | None = None
 
 
 def kernel_runtime(
-    *, db: str | os.PathLike[str] | None = None, registry: WorkflowRegistry | None = None
+    *,
+    db: str | os.PathLike[str] | None = None,
+    registry: WorkflowRegistry | None = None,
+    worker: bool | None = None,
 ) -> WorkflowRuntime:
     """The kernel's runtime, started on first use; what the magics and ``%workflows`` use.
 
@@ -39,23 +43,32 @@ def kernel_runtime(
         db: A SQLite path or ``postgresql://`` URL.
         registry: Where workflows come from; ``pdn.default_registry`` (what ``%%workflow``
             and ``pdn.register_workflow`` fill) by default.
+        worker: ``False``: the kernel is a client only (it starts, signals and watches) and
+            worker processes (``python -m pi_duroxide_nb worker``) run the work; ``True`` (the
+            default) runs it in the kernel too.
     """
-    global _runtime, _chosen_db, _chosen_registry
+    global _runtime, _chosen_db, _chosen_registry, _chosen_worker
     with _lock:
         want_db = db if db is not None else _chosen_db
         want_registry = registry if registry is not None else _chosen_registry
+        want_worker = worker if worker is not None else _chosen_worker
         current = _runtime
         if current is not None and current.state is not RuntimeState.STOPPED:
             same_db = want_db is None or _same_db(current.db, want_db)
             same_registry = want_registry is None or want_registry is current.registry
-            if same_db and same_registry:
+            same_role = want_worker is None or want_worker == current.is_worker
+            if same_db and same_registry and same_role:
                 return current
         # Built before the old one stops: a bad db raises here and leaves the kernel as it was.
-        new = WorkflowRuntime(db=want_db, registry=want_registry if want_registry is not None else default_registry)
+        new = WorkflowRuntime(
+            db=want_db,
+            registry=want_registry if want_registry is not None else default_registry,
+            worker=want_worker is not False,
+        )
         if current is not None:
             stop_kernel_runtime()
         new.start()
-        _runtime, _chosen_db, _chosen_registry = new, want_db, want_registry
+        _runtime, _chosen_db, _chosen_registry, _chosen_worker = new, want_db, want_registry, want_worker
         return new
 
 

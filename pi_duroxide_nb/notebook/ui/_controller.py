@@ -13,6 +13,7 @@ from typing import Any
 
 from ..._errors import PayloadError, PiDuroxideError
 from ...engine import RuntimeState, WorkflowRuntime
+from ...engine._workers import WorkerInfo
 from ...models import DeleteResult, EventWait, HistoryEvent, WorkflowState, WorkflowStatus
 from .._display import TimelineBar, timeline_bars
 
@@ -82,6 +83,8 @@ class DashboardSnapshot:
     """The newest transcript entries (``rt.messages()``), oldest first."""
     error: str | None = None
     """Why the store could not be read, if it could not."""
+    workers: tuple[WorkerInfo, ...] = ()
+    """The live worker processes serving the store (``rt.workers()``), oldest first."""
     taken_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
 
     @property
@@ -186,7 +189,14 @@ class DashboardController:
             runtime=summary,
             transcript=self._transcript(),
             error=error,
+            workers=self._workers(),
         )
+
+    def _workers(self) -> tuple[WorkerInfo, ...]:
+        try:
+            return tuple(self.runtime.workers())
+        except PiDuroxideError:
+            return ()
 
     def _transcript(self) -> tuple[TranscriptLine, ...]:
         try:

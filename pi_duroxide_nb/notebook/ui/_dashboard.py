@@ -174,6 +174,7 @@ class WorkflowDashboard(widgets.VBox):
         )
         self.start_button = _button("Start", "Start an instance with this JSON input", "success")
         self.transcript_html = widgets.HTML()
+        self.workers_html = widgets.HTML()
         self.status_html = widgets.HTML()
         self.replay_box = widgets.VBox()
 
@@ -185,6 +186,8 @@ class WorkflowDashboard(widgets.VBox):
                 widgets.HTML(_STYLE),
                 widgets.HBox([self.header, self.refresh_button, self.live_toggle]),
                 self.status_html,
+                section("Workers"),
+                self.workers_html,
                 section("Registered workflows"),
                 self.workflows_html,
                 section("Instances"),
@@ -342,6 +345,7 @@ class WorkflowDashboard(widgets.VBox):
         if snap.error:
             self._show(snap.error, error=True)
         self.workflows_html.value = _workflows_html(snap)
+        self.workers_html.value = _workers_html(snap)
         names = sorted({w.name for w in snap.workflows} | {s.name for s in snap.instances})
         self._set_options(self.name_filter, [("all workflows", _ALL)] + [(n, n) for n in names])
         self._set_options(self.start_name, [(w.name, w.name) for w in snap.workflows])
@@ -387,7 +391,10 @@ class WorkflowDashboard(widgets.VBox):
             return
         self.event_form.show(history.state.instance_id, history.waiting)
         bars = timeline_html(history.bars)
-        self.detail_html.value = StateView(history.state)._repr_html_() + bars
+        state = history.state
+        if state.history_events is None:  # the dashboard has the events at hand: say when they are many
+            state = state.model_copy(update={"history_events": len(history.events)})
+        self.detail_html.value = StateView(state)._repr_html_() + bars
         self.history_html.value = history_table_html(history.events)
         self._render_download(history)
 
@@ -606,6 +613,32 @@ def _workflows_html(snap: DashboardSnapshot) -> str:
         for w in snap.workflows
     ]
     return _table_html(rows)
+
+
+def _workers_html(snap: DashboardSnapshot) -> str:
+    here = {
+        "client": "this kernel is a client only: nothing runs the work until a worker starts",
+        "stopped": "this kernel's runtime is stopped",
+    }.get(snap.runtime.engine_mode, "this kernel runs the work itself")
+    if not snap.workers:
+        return (
+            f"<i>No worker processes ({html.escape(here)}). Start some with "
+            "<code>python -m pi_duroxide_nb worker --db STORE --module my_workflows.py</code>.</i>"
+        )
+    now = snap.taken_at
+    rows = [
+        (
+            f"<code>{html.escape(w.worker_id)}</code>",
+            f"{html.escape(w.host)} pid {w.pid}",
+            f"concurrency {w.concurrency}",
+            f"seen {max(0.0, (now - w.last_seen).total_seconds()):.0f} s ago, up {format_duration(now - w.started_at)}",
+            html.escape(", ".join(w.workflows) or "no workflows"),
+        )
+        for w in snap.workers
+    ]
+    n = len(snap.workers)
+    head = f"{n} live worker{'s' if n != 1 else ''}; {html.escape(here)}."
+    return f"<div>{head}</div>{_table_html(rows)}"
 
 
 def _transcript_html(snap: DashboardSnapshot) -> str:
