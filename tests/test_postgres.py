@@ -126,3 +126,25 @@ def test_code_versions_are_kept_in_the_database_and_restored(make_runtime, iid, 
     assert any(n.startswith("restored pg-wait@") and instance in n for n in notices), notices
     rt2.signal_workflow(instance, "go", "yes")
     assert rt2.wait_for_workflow(instance, timeout=30).output == "old:yes"
+
+
+def test_a_typed_wait_on_postgres_keeps_its_schema_in_the_database(registry, make_runtime, iid, pg_url) -> None:
+    from pydantic import BaseModel
+
+    class Go(BaseModel):
+        ok: bool
+
+    @registry.register_workflow("pg-typed")
+    def typed(ctx, _):
+        decision = yield ctx.wait_for_event("go", model=Go)
+        return decision.ok
+
+    rt = make_runtime(db=pg_url).start()
+    instance = rt.start_workflow("pg-typed", None, instance_id=iid())
+    wait_until(lambda: rt.waiting_for(instance), timeout=30)
+    [wait] = rt.waiting_for(instance)
+    assert wait.name == "go" and wait.json_schema["properties"]["ok"]["type"] == "boolean"
+    with pytest.raises(pdn.ModelValidationError):
+        rt.signal_workflow(instance, "go", {"ok": "perhaps"})
+    rt.signal_workflow(instance, "go", {"ok": True})
+    assert rt.wait_for_workflow(instance, timeout=30).output is True

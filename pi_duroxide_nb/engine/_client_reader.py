@@ -133,20 +133,29 @@ class ClientStoreReader:
         """The client's events of one execution (some payloads are not available through it)."""
         client = self._client()
         if client.get_status(instance_id).status == "NotFound":
+            if instance_id in self._queued:  # started here, not picked up yet: no events so far
+                return []
             raise InstanceNotFoundError(instance_id)
         exec_id = execution_id or int(client.get_instance_info(instance_id).current_execution_id)
-        return [
-            HistoryEvent(
-                instance_id=instance_id,
-                execution_id=exec_id,
-                event_id=int(e.event_id),
-                kind=str(e.kind),
-                source_event_id=e.source_event_id,
-                timestamp=datetime.fromtimestamp(int(e.timestamp_ms) / 1000, tz=timezone.utc),
-                data=loads_lenient(e.data),
+        events = []
+        for e in client.read_execution_history(instance_id, exec_id):
+            data = loads_lenient(e.data)
+            name = data.get("name") if isinstance(data, dict) and isinstance(data.get("name"), str) else None
+            if str(e.kind) == "ExternalEvent" and isinstance(data, dict):
+                data = data.get("data")  # the event's payload, as the SQLite reader gives it
+            events.append(
+                HistoryEvent(
+                    instance_id=instance_id,
+                    execution_id=exec_id,
+                    event_id=int(e.event_id),
+                    kind=str(e.kind),
+                    source_event_id=e.source_event_id,
+                    timestamp=datetime.fromtimestamp(int(e.timestamp_ms) / 1000, tz=timezone.utc),
+                    name=name,
+                    data=data,
+                )
             )
-            for e in client.read_execution_history(instance_id, exec_id)
-        ]
+        return events
 
     def history_rows(self, instance_id: str, execution_id: int | None = None) -> tuple[int, list[str]] | None:
         """Not available: the client does not give the stored texts."""
