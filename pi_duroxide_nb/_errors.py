@@ -126,42 +126,31 @@ class InstanceExistsError(PiDuroxideError):
         return self._instance_id
 
 
-class InstanceRunningError(PiDuroxideError):
+class _InstanceStatusError(PiDuroxideError):
+    """An instance is not in the status the call needs; carries its id and status."""
+
+    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
+        super().__init__(message)
+        self._instance_id = instance_id
+        self._status = status
+
+    @property
+    def instance_id(self) -> str:
+        """The instance."""
+        return self._instance_id
+
+    @property
+    def status(self) -> str:
+        """Its status: ``Running``/``Pending`` if running, ``Completed``/``Failed``/``Terminated`` if finished."""
+        return self._status
+
+
+class InstanceRunningError(_InstanceStatusError):
     """The call needs a finished instance (deleting it, for one) and this one is still running."""
 
-    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
-        super().__init__(message)
-        self._instance_id = instance_id
-        self._status = status
 
-    @property
-    def instance_id(self) -> str:
-        """The instance that is still running."""
-        return self._instance_id
-
-    @property
-    def status(self) -> str:
-        """Its status (``Running`` or ``Pending``)."""
-        return self._status
-
-
-class InstanceFinishedError(PiDuroxideError):
+class InstanceFinishedError(_InstanceStatusError):
     """The call needs a running instance (a signal, a cancel) and this one has finished; nothing was sent."""
-
-    def __init__(self, message: str, *, instance_id: str, status: str) -> None:
-        super().__init__(message)
-        self._instance_id = instance_id
-        self._status = status
-
-    @property
-    def instance_id(self) -> str:
-        """The instance that has finished."""
-        return self._instance_id
-
-    @property
-    def status(self) -> str:
-        """How it ended (``Completed``, ``Failed`` or ``Terminated``)."""
-        return self._status
 
 
 class PayloadError(PiDuroxideError, ValueError):
