@@ -70,11 +70,10 @@ class RegistrationError(PiDuroxideError):
 class WorkflowNotFoundError(PiDuroxideError):
     """No workflow of the requested name is registered."""
 
-    def __init__(self, name: str, registered: Sequence[str]) -> None:
+    def __init__(self, name: str, registered: Sequence[str], *, hint: str | None = None) -> None:
         known = ", ".join(repr(n) for n in sorted(registered)) or "none"
-        msg = (
-            f"Workflow {name!r} is not registered. Registered workflows: {known}. "
-            "Register it with pdn.register_workflow (or run its %%workflow cell) first."
+        msg = f"Workflow {name!r} is not registered. Registered workflows: {known}. " + (
+            hint or "Register it with pdn.register_workflow (or run its %%workflow cell) first."
         )
         super().__init__(msg)
         self._name = name

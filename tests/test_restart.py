@@ -424,3 +424,30 @@ def test_a_long_history_says_continue_as_new_would_pay(registry, rt, iid) -> Non
     assert "long history" in repr(pdn.view(state))
     short = rt.start_workflow("looping", None, instance_id=iid())
     assert rt.get_workflow(short).long_history is None
+
+
+def test_the_stepper_on_missing_code_says_where_the_kept_code_is(db_path, iid) -> None:
+    def make(word):
+        def waiter(ctx, _):
+            yield ctx.wait_for_event("go")
+            return word
+
+        return waiter
+
+    first = pdn.WorkflowRegistry()
+    first.register_workflow("kept", make("a"))
+    rt1 = pdn.WorkflowRuntime(db=db_path, registry=first).start()
+    instance = rt1.start_workflow("kept", None, instance_id=iid())
+    wait_until(lambda: any(e.kind == "ExternalSubscribed" for e in rt1.history(instance)), timeout=15)
+    version = rt1.get_workflow(instance).version
+    rt1.shutdown()
+    _new_process()
+    rt2 = pdn.WorkflowRuntime(db=db_path, registry=pdn.WorkflowRegistry()).start()
+    try:
+        with pytest.raises(pdn.WorkflowNotFoundError, match=r"kept@c[0-9a-f]{7}.*rt.code_version") as info:
+            pdn.ReplayStepper(rt2, instance)
+        assert "re-run the cell" in str(info.value)
+        record = rt2.code_version("kept", version)
+        assert record is not None and "return word" in (record.source or "")
+    finally:
+        rt2.shutdown()

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import PayloadError, PiDuroxideError, WorkflowNotFoundError
-from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version, function_source
+from ..engine import WorkflowContext, WorkflowDefinition, WorkflowRegistry, code_version, format_ref, function_source
 from ._context import ReplayRegistry
 from ._history import RecordedEvent, ReplayHistory, load_history
 from ._history import parse_text as _parse
@@ -674,13 +674,15 @@ def _resolve_definition(
             started = None
     if workflow is None:
         if started is None:
-            known = [f"{d.name}@{d.version}" for d in registry.versions(history.workflow_name)] if registry else []
-            msg = (
-                f"Version {history.version!r} of workflow {history.workflow_name!r}, which instance "
-                f"{history.instance_id!r} started with, is not registered here (registered: {known or 'none'}). "
-                "Pass the code to replay: ReplayStepper(rt, iid, workflow=fn)."
+            known = (
+                [format_ref(d.name, d.version) for d in registry.versions(history.workflow_name)] if registry else []
             )
-            raise WorkflowNotFoundError(msg, known)
+            hint = (
+                f"Instance {history.instance_id!r} started on that version; its code as it ran is kept with the "
+                f"store (rt.code_version({history.workflow_name!r}, {history.version!r}).source). To step through "
+                "it, re-run the cell that defined it, or pass the code: ReplayStepper(rt, iid, workflow=fn)."
+            )
+            raise WorkflowNotFoundError(format_ref(history.workflow_name, history.version or "?"), known, hint=hint)
         return started
     if not inspect.isgeneratorfunction(workflow):
         msg = f"workflow= must be a generator function fn(ctx, input) (or a WorkflowDefinition), not {workflow!r}."
