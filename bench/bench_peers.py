@@ -103,7 +103,13 @@ def _tree_cpu(pid: int) -> float:
 
 
 def _disk_bytes(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    total = 0
+    for name in os.listdir(folder):
+        try:  # SQLite removes a -wal or -shm file when its last connection closes, maybe right now
+            total += os.path.getsize(os.path.join(folder, name))
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def _marker(i: int) -> None:
