@@ -451,3 +451,34 @@ def test_the_stepper_on_missing_code_says_where_the_kept_code_is(db_path, iid) -
         assert record is not None and "return word" in (record.source or "")
     finally:
         rt2.shutdown()
+
+
+def test_a_version_with_an_input_model_waits_for_the_models_cell(db_path, iid) -> None:
+    model_cell = "from pydantic import BaseModel\n\nclass Order(BaseModel):\n    item: str\n"
+    ns: dict = {"__name__": "__main__"}
+    _run_cell(model_cell, ns)
+    first = pdn.WorkflowRegistry()
+    pdn.define_workflow(
+        "order",
+        'd = yield ctx.wait_for_event("go")\nreturn input.item + d',
+        registry=first,
+        namespace=ns,
+        input_model=ns["Order"],
+    )
+    rt1 = pdn.WorkflowRuntime(db=db_path, registry=first, namespace=ns).start()
+    instance = rt1.start_workflow("order", {"item": "tea"}, instance_id=iid())
+    wait_until(lambda: any(e.kind == "ExternalSubscribed" for e in rt1.history(instance)), timeout=15)
+    rt1.shutdown()
+    _new_process()
+    ns2: dict = {"__name__": "__main__"}
+    rt2 = pdn.WorkflowRuntime(db=db_path, registry=pdn.WorkflowRegistry(), namespace=ns2).start()
+    try:
+        [notice] = rt2.take_code_notices()
+        assert not notice.restored and "input model Order is not defined" in str(notice)
+        _run_cell(model_cell, ns2)  # the model's cell, run later
+        [restored] = rt2.reconcile_code()
+        assert restored.restored
+        rt2.signal_workflow(instance, "go", "!")
+        assert rt2.wait_for_workflow(instance, timeout=30).output == "tea!"
+    finally:
+        rt2.shutdown()

@@ -48,7 +48,7 @@ def _import(target: str) -> Any:
 
 
 def _model(name: str | None, namespace: Mapping[str, Any]) -> Any:
-    """The pydantic model a record names, when it can be found (else validation is skipped)."""
+    """The pydantic model a record names, or None when it cannot be found."""
     if name is None:
         return None
     module, _, qualname = name.rpartition(".")
@@ -146,13 +146,24 @@ def rebuild_definition(record: CodeRecord, namespace: Mapping[str, Any]) -> Work
         where = f"module {record.module}" if record.kind == "module" else "the rebuilt source"
         msg = f"the code in {where} changed since the instances started (it hashes to {code_hash})"
         raise RestoreError(msg)
+    models: dict[str, Any] = {}
+    for role, model_name in (("input", record.input_model), ("output", record.output_model)):
+        models[role] = _model(model_name, namespace)
+        if model_name is not None and models[role] is None:
+            # Without it the workflow would get a plain dict instead of its model, and fail.
+            short = model_name.rpartition(".")[2]
+            msg = (
+                f"its {role} model {short} is not defined in this kernel yet: run the cell that defines it "
+                "(it is restored as soon as that cell ran)"
+            )
+            raise RestoreError(msg)
     return WorkflowDefinition(
         name=record.name,
         fn=fn,
         version=record.version,
         description=record.description,
-        input_model=_model(record.input_model, namespace),
-        output_model=_model(record.output_model, namespace),
+        input_model=models["input"],
+        output_model=models["output"],
         source=record.source,
         origin=origin,
         code_hash=code_hash,
