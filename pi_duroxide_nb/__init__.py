@@ -39,10 +39,13 @@ from .engine import (
     ActivityContext,
     AgentHost,
     CodeNotice,
+    CodeRecord,
     DurableTask,
     PollingConfig,
     RuntimeState,
+    TranscriptEntry,
     VersionWarning,
+    WorkerInfo,
     WorkflowContext,
     WorkflowDefinition,
     WorkflowRegistry,
@@ -53,9 +56,6 @@ from .engine import (
     register_activity,
     register_workflow,
 )
-from .engine._codestore import CodeRecord
-from .engine._transcript import TranscriptEntry
-from .engine._workers import WorkerInfo
 from .models import (
     ChatMessage,
     DeleteResult,

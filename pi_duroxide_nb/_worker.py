@@ -22,8 +22,16 @@ from types import FrameType, ModuleType
 from urllib.parse import urlsplit
 
 from ._errors import PiDuroxideError
-from .engine import AgentHost, WorkflowRegistry, WorkflowRuntime, default_registry, format_ref
-from .engine._workers import WorkerBeacon, WorkerInfo, new_worker_id
+from .engine import (
+    AgentHost,
+    WorkerBeacon,
+    WorkerInfo,
+    WorkflowRegistry,
+    WorkflowRuntime,
+    default_registry,
+    format_ref,
+    new_worker_id,
+)
 
 __all__ = ["main"]
 

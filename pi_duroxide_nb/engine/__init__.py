@@ -3,6 +3,7 @@
 duroxide says "orchestration"; everything above this package says "workflow".
 """
 
+from ._codestore import CodeRecord
 from ._context import ActivityContext, DurableTask, KeyValueStore, PiCalls, WorkflowContext, current_activity, drive
 from ._engine import PollingConfig
 from ._host import AgentHost, record_tool_call
@@ -26,14 +27,21 @@ from ._registry import (
 )
 from ._runtime import CodeNotice, RuntimeState, WorkflowRuntime, default_db_path
 from ._store import SqliteStoreReader, history_event_from_row
+from ._transcript import TranscriptEntry
+from ._workers import WorkerBeacon, WorkerInfo, new_worker_id
 
 __all__ = [
+    "TranscriptEntry",
+    "WorkerBeacon",
+    "WorkerInfo",
+    "new_worker_id",
     "ActivityContext",
     "ActivityDefinition",
     "CodeOrigin",
     "VersionWarning",
     "AgentHost",
     "CodeNotice",
+    "CodeRecord",
     "DurableTask",
     "KeyValueStore",
     "PiCalls",

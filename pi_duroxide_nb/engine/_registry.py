@@ -189,7 +189,7 @@ def code_identity(fn: Callable[..., Any], *, rebuild: str | None = None) -> tupl
     imports: dict[str, str] = {}
     seen: set[int] = set()
 
-    def visit(func: Callable[..., Any], top: bool) -> None:
+    def visit(func: Callable[..., Any]) -> None:
         if id(func) in seen:
             h.update(b"<recursion>")
             return
@@ -205,7 +205,7 @@ def code_identity(fn: Callable[..., Any], *, rebuild: str | None = None) -> tupl
                 h.update(b"<empty cell>")
                 continue
             if isinstance(value, types.FunctionType):
-                visit(value, False)
+                visit(value)
             elif _is_simple(value):
                 h.update(repr(value).encode())
             else:
@@ -221,7 +221,7 @@ def code_identity(fn: Callable[..., Any], *, rebuild: str | None = None) -> tupl
                     source = _def_source(value)
                     if source is not None and not value.__code__.co_freevars:
                         helpers[name] = source
-                visit(value, False)
+                visit(value)
             elif isinstance(value, types.ModuleType):
                 h.update(f"module {name}={value.__name__}".encode())
                 imports[name] = value.__name__
@@ -235,7 +235,7 @@ def code_identity(fn: Callable[..., Any], *, rebuild: str | None = None) -> tupl
                 if isinstance(owner, str) and owner != "__main__" and "<locals>" not in qualname:
                     imports.setdefault(name, f"{owner}:{qualname}")
 
-    visit(fn, True)
+    visit(fn)
     version = f"0.0.0-c{h.hexdigest()[:12]}"
     module = getattr(fn, "__module__", None)
     mod = sys.modules.get(module) if isinstance(module, str) else None

@@ -316,6 +316,7 @@ class WorkflowRuntime:
         self._notices: list[CodeNotice] = []
         self._unsubscribe_registry: Callable[[], None] | None = None
         self._reconciling = threading.RLock()
+        self._in_reconcile = False
         self._provider: Any = None
         self._client: Any = None
         # One way to read, whatever the backend (see StoreReader).
@@ -496,7 +497,7 @@ class WorkflowRuntime:
         every registration.
         """
         with self._reconciling:
-            if getattr(self, "_in_reconcile", False):
+            if self._in_reconcile:  # a restore registers a version, which calls back here
                 return []
             self._in_reconcile = True
             try:
@@ -555,7 +556,7 @@ class WorkflowRuntime:
         except Exception:  # a registration must not fail because the store could not be read
             _log.exception("pi_duroxide_nb: could not check the store after a registration")
 
-    def _nudge(self, *, instances: list[str] = [], activities: list[str] = []) -> None:  # noqa: B006 - read only
+    def _nudge(self, *, instances: Sequence[str] = (), activities: Sequence[str] = ()) -> None:
         """Make work the engine set aside visible now, and again shortly after.
 
         A dispatcher may hold the item at this very moment (it is about to set it aside once
@@ -812,7 +813,7 @@ class WorkflowRuntime:
         client.raise_event(instance_id, event_name, value)
 
     def _refuse_finished(self, instance_id: str, what: str) -> None:
-        state = self.get_workflow(instance_id)
+        state = self._read_state(instance_id)
         if state.status.is_terminal:
             how = f" ({state.error})" if state.error else ""
             msg = (
@@ -854,7 +855,7 @@ class WorkflowRuntime:
         """
         events = list(history) if history is not None else None
         if events is None:
-            state = self.get_workflow(instance_id)
+            state = self._read_state(instance_id)
             if state.status.is_terminal or state.status is WorkflowStatus.PENDING:
                 return []
             events = list(self.history(instance_id))
@@ -913,14 +914,16 @@ class WorkflowRuntime:
         Raises:
             InstanceNotFoundError: no such instance.
         """
-        self._client_ready()
-        states = self._reader.states(instance_id=instance_id)
-        if not states:
-            return self._typed(self._state_from_client(instance_id))
-        state = states[0]
+        state = self._read_state(instance_id)
         if self._sqlite is not None and not state.status.is_terminal:
             state = state.model_copy(update={"history_events": self._sqlite.history_count(instance_id)})
-        return self._typed(state)
+        return state
+
+    def _read_state(self, instance_id: str) -> WorkflowState:
+        """``get_workflow`` without counting the history: for the checks that only need the status."""
+        self._client_ready()
+        states = self._reader.states(instance_id=instance_id)
+        return self._typed(states[0] if states else self._state_from_client(instance_id))
 
     def list_workflows(
         self,
@@ -1044,7 +1047,7 @@ class WorkflowRuntime:
                 return self.get_workflow(instance_id)
             if on_progress is not None and time.monotonic() >= next_look:
                 next_look = time.monotonic() + _PROGRESS_EVERY_S
-                state = self.get_workflow(instance_id)
+                state = self._read_state(instance_id)
                 key = (state.status, state.custom_status, state.updated_at, state.blocked, state.execution_id)
                 if key != shown:
                     shown = key
@@ -1167,7 +1170,7 @@ class WorkflowRuntime:
             PayloadError: it is a sub-workflow; delete its root instead.
         """
         delay = _timedelta(timeout, "timeout") or timedelta(0)
-        state = self.get_workflow(instance_id)
+        state = self._read_state(instance_id)
         if state.parent_instance_id:
             msg = (
                 f"{instance_id!r} is a sub-workflow of {state.parent_instance_id!r}, and sub-workflows are "
@@ -1340,10 +1343,6 @@ _WAIT_SLICE_S = 0.1
 """Waits check for an interrupt this often."""
 _PROGRESS_EVERY_S = 0.5
 """Waits look at the instance for ``on_progress`` at most this often."""
-
-
-def _from_epoch_ms(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc) if isinstance(value, int) and value > 0 else None
 
 
 def _status(value: str | WorkflowStatus) -> WorkflowStatus:

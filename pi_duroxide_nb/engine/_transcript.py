@@ -23,7 +23,6 @@ __all__ = ["TranscriptEntry", "TranscriptStore", "transcript_path_for"]
 
 _log = logging.getLogger("pi_duroxide_nb.transcript")
 _T = TypeVar("_T")
-_TIMEOUT_S = 30.0
 
 CustomType = Literal["workflow_message", "workflow_tool_call"]
 

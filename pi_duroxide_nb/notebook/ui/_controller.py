@@ -12,8 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..._errors import PayloadError, PiDuroxideError
-from ...engine import RuntimeState, WorkflowRuntime
-from ...engine._workers import WorkerInfo
+from ...engine import RuntimeState, WorkerInfo, WorkflowRuntime
 from ...models import DeleteResult, EventWait, HistoryEvent, WorkflowState, WorkflowStatus
 from .._display import TimelineBar, timeline_bars
 
