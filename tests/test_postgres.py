@@ -8,7 +8,11 @@ that instruction.
 
 from __future__ import annotations
 
-import duroxide
+import os
+import subprocess
+import sys
+import tempfile
+
 import pytest
 
 import pi_duroxide_nb as pdn
@@ -118,14 +122,25 @@ def test_code_versions_are_kept_in_the_database_and_restored(make_runtime, iid, 
     instance = rt1.start_workflow("pg-wait", None, instance_id=iid())
     wait_until(lambda: rt1.get_workflow(instance).custom_status == "waiting", timeout=30)
     rt1.shutdown()
-    duroxide._orchestration_functions.clear()  # a new process's engine table
-    # Another "kernel" (its own local files elsewhere): the code comes from the database.
-    second = pdn.WorkflowRegistry()
-    rt2 = make_runtime(db=pg_url, registry=second, namespace={"__name__": "__main__"}).start()
-    notices = [str(n) for n in rt2.take_code_notices()]
-    assert any(n.startswith("restored pg-wait@") and instance in n for n in notices), notices
-    rt2.signal_workflow(instance, "go", "yes")
-    assert rt2.wait_for_workflow(instance, timeout=30).output == "old:yes"
+    # Another kernel, in another process with its own HOME (no local sidecar of ours to find):
+    # the code it restores comes from the database.
+    script = (
+        "import sys, pi_duroxide_nb as pdn\n"
+        "rt = pdn.WorkflowRuntime(db=sys.argv[1], registry=pdn.WorkflowRegistry()).start()\n"
+        "print([str(n) for n in rt.take_code_notices()])\n"
+        "rt.signal_workflow(sys.argv[2], 'go', 'yes')\n"
+        "print(rt.wait_for_workflow(sys.argv[2], timeout=30).output)\n"
+        "rt.shutdown()\n"
+    )
+    home = tempfile.mkdtemp()
+    env = {**os.environ, "HOME": home, "XDG_DATA_HOME": home}
+    out = subprocess.run(
+        [sys.executable, "-c", script, pg_url, instance], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    notices, output = out.stdout.strip().splitlines()[-2:]
+    assert "restored pg-wait@" in notices and instance in notices, notices
+    assert output == "old:yes"
 
 
 def test_a_typed_wait_on_postgres_keeps_its_schema_in_the_database(registry, make_runtime, iid, pg_url) -> None:
