@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=2.0,
         metavar="SECONDS",
-        help="lock lease: how soon work held by a killed worker is retried elsewhere (default 2)",
+        help="lock lease: how soon work held by a killed worker is retried elsewhere (default 2, at least 2)",
     )
     worker.add_argument("--log-level", default="error", choices=["error", "warn", "info", "debug"])
     return parser

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -640,6 +641,40 @@ def test_engine_idles_and_wakes(registry, make_runtime, iid) -> None:
     wait_until(lambda: rt.engine_mode == "idle", timeout=10)
 
 
+def test_a_long_activity_lets_the_engine_idle_and_still_runs_once(registry, make_runtime, iid) -> None:
+    # An LLM call of minutes must not keep the kernel polling at full speed. The runtime that
+    # is replaced when the engine idles finishes the activity and keeps renewing its lock: no
+    # other runtime takes it over in two lease lengths (2 s each).
+    started, again, release = threading.Event(), threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    @registry.register_activity("think")
+    def think(ctx, x):
+        runs.append(x)
+        (again if started.is_set() and x == 5 else started).set()
+        assert release.wait(timeout=60)
+        return x * 2
+
+    @registry.register_workflow("agent")
+    def agent(ctx, x):
+        first = yield ctx.schedule_activity("think", x)
+        second = yield ctx.schedule_activity("think", first)
+        return second
+
+    polling = pdn.PollingConfig(idle_after=timedelta(milliseconds=200))
+    rt = make_runtime(polling=polling).start()
+    instance = rt.start_workflow("agent", 5, instance_id=iid())
+    assert started.wait(timeout=30)
+    wait_until(lambda: rt.engine_mode == "idle", timeout=10)  # while "think" still runs
+    assert not again.wait(timeout=4.5), "the activity was taken over and run a second time"
+    release.set()
+    state = rt.wait_for_workflow(instance, timeout=30)
+    assert state.status is DONE and state.output == 20
+    assert runs == [5, 10]
+    kinds = [e.kind for e in rt.history(instance)]
+    assert kinds.count("ActivityScheduled") == 2 and kinds.count("ActivityCompleted") == 2
+
+
 def test_fixed_polling_never_idles(make_runtime) -> None:
     polling = pdn.PollingConfig.fixed(timedelta(milliseconds=20))
     assert not polling.adaptive
@@ -647,6 +682,13 @@ def test_fixed_polling_never_idles(make_runtime) -> None:
     assert rt.engine_mode == "active"
     with pytest.raises(ValueError, match="at least 1 ms"):
         pdn.PollingConfig(active_interval=timedelta(0))
+
+
+def test_a_lock_lease_too_short_for_the_engine_is_refused(registry) -> None:
+    # The engine renews a running activity's lock once a second; a shorter lease would let
+    # another dispatcher start the activity again while it runs.
+    with pytest.raises(pdn.PayloadError, match="at least 2 seconds.*starts it again"):
+        pdn.WorkflowRuntime(db=":memory:", registry=registry, lock_timeout=timedelta(seconds=1))
 
 
 def test_one_engine_per_store_per_process(registry, make_runtime, iid, db_path) -> None:

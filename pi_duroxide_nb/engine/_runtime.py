@@ -281,7 +281,7 @@ class WorkflowRuntime:
             polling=polling or PollingConfig(),
             orchestration_concurrency=_positive(orchestration_concurrency, "orchestration_concurrency"),
             worker_concurrency=_positive(worker_concurrency, "worker_concurrency"),
-            lock_timeout=lock_timeout,
+            lock_timeout=_lease(lock_timeout),
             log_level=log_level,
             wal_limit_bytes=_positive(wal_limit_bytes, "wal_limit_bytes"),
         )
@@ -1390,6 +1390,20 @@ def _db_target(db: str | os.PathLike[str] | None) -> str:
         )
         raise PayloadError(msg)
     return target
+
+
+def _lease(value: timedelta) -> timedelta:
+    # duroxide renews an activity's lock every ceil(lease / 2) whole seconds: with a lease under
+    # 2 s the renewal comes too late, another dispatcher takes the activity over and it runs
+    # again (and again), so a long activity never completes. Measured with a 6 s activity.
+    if not isinstance(value, timedelta) or value < timedelta(seconds=2):
+        msg = (
+            f"lock_timeout must be a timedelta of at least 2 seconds, not {value!r}: the engine renews a "
+            "running activity's lock once a second, so a shorter lease runs out while the activity runs and "
+            "another worker starts it again. Use timedelta(seconds=2) (the default) or more."
+        )
+        raise PayloadError(msg)
+    return value
 
 
 def _positive(value: int, what: str) -> int:
