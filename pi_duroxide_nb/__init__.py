@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     ActivityError,
@@ -68,62 +69,136 @@ from .models import (
     WorkflowState,
     WorkflowStatus,
 )
-from .notebook import (
-    CellRegistration,
-    DeterminismIssue,
-    DeterminismWarning,
-    TimelineBar,
-    check_determinism,
-    dashboard,
-    define_workflow,
-    kernel_runtime,
-    replay_widget,
-    stop_kernel_runtime,
-    timeline_bars,
-    view,
-)
-from .pi import (
-    Agent,
-    AnthropicModel,
-    AssistantMessage,
-    ChatModel,
-    HostCall,
-    InMemoryAgentHost,
-    LlmOptions,
-    ModelCall,
-    ModelError,
-    OpenAIModel,
-    PiHost,
-    PiProcessError,
-    PiRpcHost,
-    ScriptedModel,
-    Skill,
-    SkillNotFoundError,
-    TextContent,
-    ToolCall,
-    ToolDeniedError,
-    ToolError,
-    ToolPolicy,
-    ToolResult,
-    ToolResultMessage,
-    ToolSpec,
-    Usage,
-    UserMessage,
-    WorkflowTool,
-    workflow_tools,
-)
-from .replay import (
-    Divergence,
-    RecordedEvent,
-    ReplayDivergenceError,
-    ReplayHistory,
-    ReplayOutcome,
-    ReplayStep,
-    ReplayStepper,
-    ReplayTask,
-    ReplayWarning,
-    replay_check,
-)
+
+if TYPE_CHECKING:
+    from .notebook import (
+        CellRegistration,
+        DeterminismIssue,
+        DeterminismWarning,
+        TimelineBar,
+        check_determinism,
+        dashboard,
+        define_workflow,
+        kernel_runtime,
+        replay_widget,
+        stop_kernel_runtime,
+        timeline_bars,
+        view,
+    )
+    from .pi import (
+        Agent,
+        AnthropicModel,
+        AssistantMessage,
+        ChatModel,
+        HostCall,
+        InMemoryAgentHost,
+        LlmOptions,
+        ModelCall,
+        ModelError,
+        OpenAIModel,
+        PiHost,
+        PiProcessError,
+        PiRpcHost,
+        ScriptedModel,
+        Skill,
+        SkillNotFoundError,
+        TextContent,
+        ToolCall,
+        ToolDeniedError,
+        ToolError,
+        ToolPolicy,
+        ToolResult,
+        ToolResultMessage,
+        ToolSpec,
+        Usage,
+        UserMessage,
+        WorkflowTool,
+        workflow_tools,
+    )
+    from .replay import (
+        Divergence,
+        RecordedEvent,
+        ReplayDivergenceError,
+        ReplayHistory,
+        ReplayOutcome,
+        ReplayStep,
+        ReplayStepper,
+        ReplayTask,
+        ReplayWarning,
+        replay_check,
+    )
+
+# The notebook layer, the pi host and the replay stepper load on first use: a script or a
+# worker that only runs workflows does not pay for them (about 2 MiB and 0.15 s of import).
+_LAZY = {
+    "CellRegistration": "notebook",
+    "DeterminismIssue": "notebook",
+    "DeterminismWarning": "notebook",
+    "TimelineBar": "notebook",
+    "check_determinism": "notebook",
+    "dashboard": "notebook",
+    "define_workflow": "notebook",
+    "kernel_runtime": "notebook",
+    "replay_widget": "notebook",
+    "stop_kernel_runtime": "notebook",
+    "timeline_bars": "notebook",
+    "view": "notebook",
+    "Agent": "pi",
+    "AnthropicModel": "pi",
+    "AssistantMessage": "pi",
+    "ChatModel": "pi",
+    "HostCall": "pi",
+    "InMemoryAgentHost": "pi",
+    "LlmOptions": "pi",
+    "ModelCall": "pi",
+    "ModelError": "pi",
+    "OpenAIModel": "pi",
+    "PiHost": "pi",
+    "PiProcessError": "pi",
+    "PiRpcHost": "pi",
+    "ScriptedModel": "pi",
+    "Skill": "pi",
+    "SkillNotFoundError": "pi",
+    "TextContent": "pi",
+    "ToolCall": "pi",
+    "ToolDeniedError": "pi",
+    "ToolError": "pi",
+    "ToolPolicy": "pi",
+    "ToolResult": "pi",
+    "ToolResultMessage": "pi",
+    "ToolSpec": "pi",
+    "Usage": "pi",
+    "UserMessage": "pi",
+    "WorkflowTool": "pi",
+    "workflow_tools": "pi",
+    "Divergence": "replay",
+    "RecordedEvent": "replay",
+    "ReplayDivergenceError": "replay",
+    "ReplayHistory": "replay",
+    "ReplayOutcome": "replay",
+    "ReplayStep": "replay",
+    "ReplayStepper": "replay",
+    "ReplayTask": "replay",
+    "ReplayWarning": "replay",
+    "replay_check": "replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name in __all__:
+        _as_ours(value)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
@@ -252,11 +327,15 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-_locals = locals()
-for _name in __all__:
-    if not _name.startswith("__") and hasattr(_locals[_name], "__module__"):
+def _as_ours(value: Any) -> None:
+    """Show exported classes and functions as ``pi_duroxide_nb.X`` (reprs, help, docs)."""
+    if hasattr(value, "__module__"):
         try:
-            _locals[_name].__module__ = "pi_duroxide_nb"
+            value.__module__ = "pi_duroxide_nb"
         except (AttributeError, TypeError):
             pass
-del _locals, _name
+
+
+for _name in __all__:
+    if not _name.startswith("__") and _name in globals():
+        _as_ours(globals()[_name])
