@@ -4,8 +4,8 @@ Run it from the repository root, with the ``postgres`` extra installed and Postg
 binaries on the machine (``pg_ctl``, ``initdb``, ``psql``; Debian's ``postgresql`` package):
 
     python -m pip install -e ".[postgres]"
-    python bench/bench_workers.py --quick                # smoke run, smaller sizes, 1 rep (about 2 min)
-    python bench/bench_workers.py                        # full run, 3 reps (about 10 min on 2 cores)
+    python bench/bench_workers.py --quick                # smoke run, smaller sizes, 1 rep (under 1 min)
+    python bench/bench_workers.py                        # full run, 3 reps (about 4 min on 2 cores)
     python bench/bench_workers.py --write-readme         # full run, then rewrite bench/README.md's table
 
 The script starts a private PostgreSQL server in a temporary folder (``initdb -A trust``,
@@ -497,7 +497,8 @@ def measure(
                 cpu.setdefault((row.key, peer), []).append(cores)
                 log(
                     f"  rep {rep + 1} {row.key} {peer}: {rate:.1f}/s ({seconds:.2f} s measured, "
-                    f"{time.perf_counter() - t0:.1f} s with setup); CPU in cores: workers {cores['workers']:.2f}, "
+                    f"{time.perf_counter() - t0:.1f} s with setup, starts {result['start_s']:.2f} s); "
+                    f"CPU in cores: workers {cores['workers']:.2f}, "
                     f"PostgreSQL {cores['pg']:.2f}, client {cores['client']:.2f}"
                 )
     return values, cpu
