@@ -33,6 +33,9 @@ start, imports and runtime start, which the "CPU after start" row covers):
   plus the largest child, its store reader) and the bytes on disk once the peer shut down.
 - ``fan200``: 200 one-step workflows started at once, workflows per second.
 - ``agent``: 20 steps that each sleep 200 ms (LLM-call-shaped): overhead above the 4 s of sleep.
+- ``long``: 2 steps that each sleep 3 s (a model call's length): CPU of the process tree while
+  they run, in % of one core (what a kernel spends polling while it waits on a model), and the
+  time above the 6 s of sleep.
 - ``idle``: CPU of the process tree (children included) over the 3 s after the runtime's start
   call returned, with no work, in % of one core; and how long importing the library and that start
   call took (for DBOS its launch, for LangGraph compiling the graph with its checkpointer).
@@ -76,6 +79,7 @@ RAW_OPTIONS = {
 }
 CRASH_STEPS, CRASH_MS, CRASH_AT = 20, 50, 10
 AGENT_STEPS, AGENT_MS = 20, 200
+LONG_STEPS, LONG_MS = 2, 3000
 IDLE_SECONDS = 3.0
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- bench_peers:begin -->", "<!-- bench_peers:end -->"
@@ -440,18 +444,21 @@ def child(peer_name: str, workload: str, size: int, folder: str, result_path: st
         peer.close()
     else:
         peer.start()
-        t0 = time.perf_counter()
+        cpu0, t0 = _tree_cpu(os.getpid()), time.perf_counter()
         if workload == "seq":
             peer.seq(size)
         elif workload == "fan":
             peer.fan(size)
         elif workload == "agent":
             peer.slow(size, AGENT_MS, "sleep_step", "agent-wf")
+        elif workload == "long":
+            peer.slow(size, LONG_MS, "sleep_step", "long-wf")
         elif workload == "crash":  # runs until the parent kills it
             peer.slow(CRASH_STEPS, CRASH_MS, "crash_step", "crash-wf")
         else:
             raise SystemExit(f"unknown workload {workload!r}")
         result["seconds"] = time.perf_counter() - t0
+        result["cpu_pct"] = 100 * (_tree_cpu(os.getpid()) - cpu0) / result["seconds"]
         peer.close()
         result["disk_bytes"] = _disk_bytes(folder)
     result["rss_self_kib"] = _hwm_kib(os.getpid())
@@ -530,6 +537,7 @@ def _rows(quick: bool) -> list[Row]:
     fan_n = 50 if quick else 200
     agent_n = 5 if quick else AGENT_STEPS
     agent_s = agent_n * AGENT_MS / 1000
+    long_s = LONG_STEPS * LONG_MS / 1000
     return [
         Row("seq10", "1 workflow x 10 steps, ms/step", "seq", 10, lambda r: 1000 * r["seconds"] / 10, "{:.1f}"),
         Row("seq100", "1 workflow x 100 steps, ms/step", "seq", 100, lambda r: 1000 * r["seconds"] / 100, "{:.1f}"),
@@ -542,6 +550,22 @@ def _rows(quick: bool) -> list[Row]:
             agent_n,
             lambda r: 100 * (r["seconds"] - agent_s) / agent_s,
             "{:.1f} %",
+        ),
+        Row(
+            "longcpu",
+            f"{LONG_STEPS} steps of {LONG_MS / 1000:g} s (a model call), CPU while they run, % of a core",
+            "long",
+            LONG_STEPS,
+            lambda r: r["cpu_pct"],
+            "{:.1f} %",
+        ),
+        Row(
+            "longover",
+            f"{LONG_STEPS} steps of {LONG_MS / 1000:g} s, time above {long_s:g} s, ms",
+            "long",
+            LONG_STEPS,
+            lambda r: 1000 * (r["seconds"] - long_s),
+            "{:.0f}",
         ),
         Row(
             "rss",
@@ -639,7 +663,7 @@ def table(peers: list[str], rows: list[Row], values: dict[tuple[str, str], Any],
             else:
                 m = statistics.median(v)
                 text = row.fmt.format(m)
-                if peer != "raw" and base_m not in (None, 0) and row.key not in ("agent",):
+                if peer != "raw" and base_m not in (None, 0) and row.key not in ("agent", "longover"):
                     text += f" ({m / base_m:.2f}x)"
                 cells.append(text)
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
