@@ -4,7 +4,7 @@ Run it from the repository root (the package must be importable, e.g. the projec
 
     python bench/bench_footprint.py                 # all three parts, 1000 steps (about 2 minutes)
     python bench/bench_footprint.py --quick         # 200 steps (about 40 s)
-    python bench/bench_footprint.py --parts rss     # rss, cpu, split
+    python bench/bench_footprint.py --parts rss     # rss, cpu, split, kernel
 
 Every figure comes from a fresh child process on a fresh temporary SQLite file.
 
@@ -23,6 +23,10 @@ Every figure comes from a fresh child process on a fresh temporary SQLite file.
    times duroxide's driver functions by wrapping them before the runtime is built (the binding
    reads them from the ``duroxide`` module then) and the activities by wrapping
    ``Runtime.register_activity``.
+4. ``kernel``: the same workflow of N steps run in a real Jupyter kernel (ipykernel started by
+   jupyter_client, the setting the product is for): the kernel's peak RSS (VmHWM) and, for ours,
+   its store-reader child's, against the same kernel running raw duroxide. The kernel's own
+   interpreter, ipykernel, asyncio and tornado are there on both sides.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def _seq(ctx: Any, n: int) -> Any:
 
 
 class _Raw:
-    def __init__(self, db: str, poll_ms: int = 2, orch: int = 2, work: int = 4) -> None:
+    def __init__(self, db: str, poll_ms: int = 1, orch: int = 2, work: int = 4) -> None:
         import duroxide as dx
 
         self.provider = dx.SqliteProvider.open(db)
@@ -216,6 +220,68 @@ def child_split(side: str, n: int, db: str) -> dict[str, Any]:
     return {"wall": wall, **acc}
 
 
+_KERNEL_CODE = {
+    "raw": """
+import duroxide as dx
+def step(_ctx, x):
+    return x
+def seq(ctx, n):
+    for i in range(n):
+        yield ctx.schedule_activity("step", i)
+    return n
+provider = dx.SqliteProvider.open(DB)
+client = dx.Client(provider)
+rt = dx.Runtime(provider, dx.RuntimeOptions(dispatcher_poll_interval_ms=1, **OPTIONS))
+rt.register_activity("step", step)
+rt.register_orchestration("seq", seq)
+rt.start()
+client.start_orchestration("long", "seq", N)
+assert client.wait_for_orchestration("long", 600_000).status == "Completed"
+""",
+    "ours": """
+import pi_duroxide_nb as pdn
+registry = pdn.WorkflowRegistry()
+@registry.register_activity("step")
+def step(_ctx, x):
+    return x
+@registry.register_workflow("seq")
+def seq(ctx, n):
+    for i in range(n):
+        yield ctx.schedule_activity("step", i)
+    return n
+rt = pdn.WorkflowRuntime(db=DB, registry=registry).start()
+assert rt.wait_for_workflow(rt.start_workflow("seq", N, instance_id="long"), timeout=600).status.value == "Completed"
+""",
+}
+
+
+def kernel_rss(side: str, n: int) -> dict[str, int]:
+    """Run one workflow of ``n`` steps in a fresh ipykernel; its peak RSS and its children's, MiB."""
+    import jupyter_client
+
+    with tempfile.TemporaryDirectory(prefix="pdn-footprint-kernel-") as folder:
+        km = jupyter_client.KernelManager(kernel_name="python3")
+        km.kernel_spec_manager.ensure_native_kernel = True
+        env = {**os.environ, "RUST_LOG": "error"}
+        km.start_kernel(cwd=folder, env=env, extra_arguments=["--HistoryManager.enabled=False"])
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            pid = km.provisioner.process.pid  # type: ignore[union-attr]
+            before = _status(pid)["VmRSS"]
+            setup = f"DB = {os.path.join(folder, 's.db')!r}\nN = {n}\nOPTIONS = {_OPTIONS!r}\n"
+            reply = kc.execute_interactive(setup + _KERNEL_CODE[side], timeout=900, output_hook=lambda _m: None)
+            if reply["content"]["status"] != "ok":
+                raise SystemExit(f"kernel/{side}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+            kids = _children(pid)
+            child_peak = sum(_status(k)["VmHWM"] for k in kids)
+            return {"idle kernel": before, "kernel peak": _status(pid)["VmHWM"], "children peak": child_peak}
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+
 def _child(argv: list[str]) -> None:
     part, arg, n, db, out = argv[0], argv[1], int(argv[2]), argv[3], argv[4]
     os.environ.setdefault("RUST_LOG", "error")
@@ -251,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 steps instead of 1000")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--parts", default="rss,cpu,split")
+    parser.add_argument("--parts", default="rss,cpu,split,kernel")
     args = parser.parse_args(argv)
     n = args.steps or (200 if args.quick else 1000)
     parts = args.parts.split(",")
@@ -296,6 +362,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  ours - raw: wall {d['wall']:+.2f} s, orchestration Python {d['orch']:+.2f} s,"
             f" activities {d['act']:+.3f} s"
         )
+    if "kernel" in parts:
+        print(f"\n4. In a Jupyter kernel: one workflow of {n} steps, MiB")
+        got = {side: kernel_rss(side, n) for side in ("raw", "ours")}
+        print(f"  {'':<36} {'raw':>6} {'ours':>6}")
+        for label in ("idle kernel", "kernel peak", "children peak"):
+            print(f"  {label:<36} {got['raw'][label]:>6} {got['ours'][label]:>6}")
+        total = {side: got[side]["kernel peak"] + got[side]["children peak"] for side in got}
+        ratio = total["ours"] / total["raw"]
+        print(f"  {'kernel + children, peak':<36} {total['raw']:>6} {total['ours']:>6}  ({ratio:.2f}x)")
     print("load avg at end {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
