@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 class Worker:
     """A worker subprocess, its output lines collected by a reader thread."""
 
-    def __init__(self, db: str, flags: Path, *extra: str, module: Path | None = MODULE) -> None:
+    def __init__(
+        self, db: str, flags: Path, *extra: str, module: Path | None = MODULE, home: Path | None = None
+    ) -> None:
         env = {**os.environ, "PDN_WORKER_FLAGS": str(flags), "PYTHONUNBUFFERED": "1"}
+        if home is not None:  # as on another machine: no local files shared with the test's process
+            env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), PI_DUROXIDE_DB=str(home / "data" / "w.db"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pi_duroxide_nb", "worker", "--db", db, *extra]
             + (["--module", str(module)] if module is not None else []),
@@ -95,7 +99,12 @@ def _running(flags: Path) -> list[tuple[int, int]]:
     return found
 
 
-def _share_and_survive_a_kill(db: str, tmp_path: Path, workers: list[Worker], iid) -> None:
+def _share_and_survive_a_kill(db: str, tmp_path: Path, workers: list[Worker], iid, *, hosts: bool = False) -> None:
+    """Two workers share the store's work; one is SIGKILLed inside its activities.
+
+    With ``hosts``, each worker runs as on its own machine (its own HOME and data folder), so
+    the live view must come from the shared store itself, not from a file on this host.
+    """
     flags = tmp_path / "flags"
     flags.mkdir()
     module = load_module(str(MODULE))
@@ -105,9 +114,9 @@ def _share_and_survive_a_kill(db: str, tmp_path: Path, workers: list[Worker], ii
         ids = [client.start_workflow("job", x, instance_id=iid(f"job{x}")) for x in range(6)]
         assert client.engine_mode == "client" and not client.is_worker
 
-        a = Worker(db, flags, "--concurrency", "2")
+        a = Worker(db, flags, "--concurrency", "2", home=tmp_path / "host-a" if hosts else None)
         workers.append(a)
-        b = Worker(db, flags, "--concurrency", "2")
+        b = Worker(db, flags, "--concurrency", "2", home=tmp_path / "host-b" if hosts else None)
         workers.append(b)
         assert "ready" in a.expect("ready") and "concurrency 2" in b.expect("ready")
         live = wait_until(lambda: {w.pid for w in client.workers()} == {a.pid, b.pid} and client.workers())
@@ -154,7 +163,8 @@ def test_workers_share_a_sqlite_file_and_a_killed_one_loses_nothing(tmp_path, wo
 
 
 def test_workers_share_a_postgres_database_and_a_killed_one_loses_nothing(tmp_path, workers, iid, pg_url) -> None:
-    _share_and_survive_a_kill(pg_url, tmp_path, workers, iid)
+    # Each worker as on another host: the notebook still lists both, from the database.
+    _share_and_survive_a_kill(pg_url, tmp_path, workers, iid, hosts=True)
 
 
 def test_a_restore_code_worker_runs_notebook_defined_versions_and_says_what_it_cannot(tmp_path, workers, iid) -> None:

@@ -52,7 +52,7 @@ from ._registry import WorkflowRegistry, default_registry, format_ref
 from ._restore import RestoreError, rebuild_definition
 from ._store import SqliteStoreReader, StoreReader
 from ._transcript import TranscriptEntry, TranscriptStore, transcript_path_for
-from ._workers import WorkerInfo, WorkerTable
+from ._workers import WorkerInfo, WorkerPresence, worker_table_for
 
 __all__ = ["CodeNotice", "RuntimeState", "WorkflowRuntime", "default_db_path"]
 
@@ -316,7 +316,7 @@ class WorkflowRuntime:
         self._namespace = namespace
         self._worker = bool(worker)
         self._restore_code = bool(restore_code)
-        self._worker_table: WorkerTable | None = None
+        self._worker_table: WorkerPresence | None = None
         self._missing: dict[tuple[str, str], CodeNotice] = {}
         self._notices: list[CodeNotice] = []
         self._unsubscribe_registry: Callable[[], None] | None = None
@@ -613,21 +613,20 @@ class WorkflowRuntime:
         """The worker processes serving this store that were seen within ``within`` seconds, oldest first.
 
         Workers (``python -m pi_duroxide_nb worker --db ...``) announce themselves every second
-        beside the store (``<db>.code.sqlite``); one shut down gracefully leaves at once, one
-        killed leaves the list ``within`` seconds after its last heartbeat. For a PostgreSQL
-        store the announcements are kept in a local file: only this host's workers are listed.
+        beside the store (``<db>.code.sqlite``; for PostgreSQL in a table of the database, so
+        every host's workers are listed); one shut down gracefully leaves at once, one killed
+        leaves the list ``within`` seconds after its last heartbeat.
         """
         delay = _timedelta(within, "within") or timedelta(0)
         return self._workers_table().live(delay)
 
-    def _workers_table(self) -> WorkerTable:
+    def _workers_table(self) -> WorkerPresence:
         if self._state is RuntimeState.STOPPED:
             msg = "This WorkflowRuntime was shut down. Create a new WorkflowRuntime to list workers."
             raise RuntimeStateError(msg)
         with self._lock:
             if self._worker_table is None:
-                # Beside the store (a local file named after the URL for PostgreSQL).
-                self._worker_table = WorkerTable(code_path_for(self._transcript.path))
+                self._worker_table = worker_table_for(self.db, code_path_for(self._transcript.path))
             return self._worker_table
 
     # --- transcript --------------------------------------------------------------------------

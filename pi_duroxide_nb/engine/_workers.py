@@ -7,8 +7,9 @@ deletes the row; a killed worker's row stops being refreshed and drops out of th
 after ``within`` seconds.
 
 For a SQLite store the sidecar sits beside the store file, so every process on that host sees
-every worker. A PostgreSQL store's sidecar is a local file named after the URL: the live view
-shows the workers of this host only (workers on other hosts share the work, not the view).
+every worker. A PostgreSQL store keeps the rows in a table of ours in the same database
+(``pi_duroxide_nb_workers``, through psycopg), so a notebook on one host lists the workers of
+every host; liveness is judged by the database's clock, so hosts' clocks need not agree.
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ import socket
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from .._errors import RuntimeStateError
 from ._sidecar import SidecarDb
 
-__all__ = ["WorkerBeacon", "WorkerInfo", "WorkerTable", "new_worker_id"]
+__all__ = [
+    "PostgresWorkerTable",
+    "WorkerBeacon",
+    "WorkerInfo",
+    "WorkerPresence",
+    "WorkerTable",
+    "new_worker_id",
+    "worker_table_for",
+]
 
 _log = logging.getLogger("pi_duroxide_nb.worker")
 
@@ -122,10 +132,105 @@ class WorkerTable(SidecarDb):
         return sorted(found, key=lambda w: (w.started_at, w.worker_id))
 
 
+_PG_WORKERS = "pi_duroxide_nb_workers"
+_PG_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+
+class PostgresWorkerTable:
+    """The workers of a PostgreSQL store, in a table of ours in the same database.
+
+    Every host sharing the database writes and reads it, so each notebook lists all workers.
+    ``last_seen_us`` is the database's clock at each heartbeat, and ``live`` compares with that
+    same clock: a host whose clock is off is still listed right.
+    """
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # the [postgres] extra; checked by the caller
+
+        self._psycopg = psycopg
+        self._url = url
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._closed = False
+
+    def _connection(self) -> Any:
+        if self._closed:
+            msg = "The worker list was closed with its runtime. Create a new WorkflowRuntime to read it."
+            raise RuntimeStateError(msg)
+        if self._conn is None or self._conn.closed:
+            self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_PG_WORKERS} (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, "
+                "last_seen_us BIGINT NOT NULL)"
+            )
+        return self._conn
+
+    def beat(self, info: WorkerInfo) -> None:
+        """Write (or refresh) ``info``'s row, seen now by the database's clock."""
+        with self._lock:
+            self._connection().execute(
+                f"INSERT INTO {_PG_WORKERS} (worker_id, info, last_seen_us) VALUES (%s, %s, {_PG_NOW_US}) "
+                "ON CONFLICT (worker_id) DO UPDATE SET info = EXCLUDED.info, last_seen_us = EXCLUDED.last_seen_us",
+                (info.worker_id, info.model_dump_json()),
+            )
+
+    def remove(self, worker_id: str) -> None:
+        """Delete a worker's row (it shut down)."""
+        with self._lock:
+            self._connection().execute(f"DELETE FROM {_PG_WORKERS} WHERE worker_id = %s", (worker_id,))
+
+    def live(self, within: timedelta) -> list[WorkerInfo]:
+        """Workers seen within ``within`` of the database's now; rows of long-dead workers are dropped."""
+        since = int(within.total_seconds() * 1_000_000)
+        forget = int(max(within * 10, timedelta(hours=1)).total_seconds() * 1_000_000)
+        with self._lock:
+            conn = self._connection()
+            conn.execute(f"DELETE FROM {_PG_WORKERS} WHERE last_seen_us < {_PG_NOW_US} - %s", (forget,))
+            rows = conn.execute(
+                f"SELECT info FROM {_PG_WORKERS} WHERE last_seen_us >= {_PG_NOW_US} - %s ORDER BY worker_id",
+                (since,),
+            ).fetchall()
+        found = [WorkerInfo.model_validate(json.loads(row[0])) for row in rows]
+        return sorted(found, key=lambda w: (w.started_at, w.worker_id))
+
+    def close(self) -> None:
+        """Close the connection; safe to call more than once."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class WorkerPresence(Protocol):
+    """Where workers announce themselves: ``WorkerTable`` (SQLite sidecar) or ``PostgresWorkerTable``."""
+
+    def beat(self, info: WorkerInfo) -> None: ...
+    def remove(self, worker_id: str) -> None: ...
+    def live(self, within: timedelta) -> list[WorkerInfo]: ...
+    def close(self) -> None: ...
+
+
+def worker_table_for(db: str, sidecar_path: str) -> WorkerPresence:
+    """The worker list of a store: the database's own table for PostgreSQL (with psycopg), else the sidecar."""
+    if db.startswith(("postgres://", "postgresql://")):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            _log.warning(
+                "pi_duroxide_nb: workers of %s announce themselves in a local file: only this host's are listed. "
+                "pip install 'pi_duroxide_nb[postgres]' to list every host's",
+                db.split("@")[-1],
+            )
+        else:
+            return PostgresWorkerTable(db)
+    return WorkerTable(sidecar_path)
+
+
 class WorkerBeacon:
     """Keeps one worker's row fresh from a daemon thread until ``stop()``."""
 
-    def __init__(self, table: WorkerTable, info: WorkerInfo, *, interval: float = 1.0) -> None:
+    def __init__(self, table: WorkerPresence, info: WorkerInfo, *, interval: float = 1.0) -> None:
         self._table = table
         self._info = info
         self._interval = interval
