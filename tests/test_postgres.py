@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+from datetime import timedelta
 
 import pytest
 
@@ -163,3 +165,42 @@ def test_a_typed_wait_on_postgres_keeps_its_schema_in_the_database(registry, mak
         rt.signal_workflow(instance, "go", {"ok": "perhaps"})
     rt.signal_workflow(instance, "go", {"ok": True})
     assert rt.wait_for_workflow(instance, timeout=30).output is True
+
+
+def test_processes_starting_together_create_our_tables_without_racing(pg_url) -> None:
+    # Two workers started at once used to fail one in ten with "duplicate key value violates
+    # unique constraint pg_type_typname_nsp_index": PostgreSQL's CREATE TABLE IF NOT EXISTS is
+    # not safe against a concurrent creator. Eight runtimes' stores open at the same moment here.
+    from datetime import datetime, timezone
+
+    from pi_duroxide_nb.engine import WorkerInfo
+    from pi_duroxide_nb.engine._codestore import PostgresCodeStore
+    from pi_duroxide_nb.engine._workers import PostgresWorkerTable
+
+    now = datetime.now(timezone.utc)
+    go = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_both(n: int) -> None:
+        workers, codes = PostgresWorkerTable(pg_url), PostgresCodeStore(pg_url)
+        try:
+            go.wait(timeout=30)
+            workers.beat(WorkerInfo(worker_id=f"w{n}", host="h", pid=n, started_at=now, last_seen=now, concurrency=1))
+            codes.event_schemas("nothing")
+        except BaseException as exc:  # collected and reported below
+            errors.append(exc)
+        finally:
+            workers.close()
+            codes.close()
+
+    threads = [threading.Thread(target=open_both, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    table = PostgresWorkerTable(pg_url)
+    try:
+        assert sorted(w.worker_id for w in table.live(timedelta(minutes=1))) == [f"w{n}" for n in range(8)]
+    finally:
+        table.close()

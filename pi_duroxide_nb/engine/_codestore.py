@@ -223,6 +223,21 @@ class CodeStore(SidecarDb):
 
 _PG_TABLE = "pi_duroxide_nb_code_versions"
 _PG_EVENTS = "pi_duroxide_nb_event_schemas"
+_PG_SCHEMA_LOCK = 0x7064_6E5F_7363_6D61  # "pdn_scma": serialises our CREATE TABLEs across processes
+
+
+def create_pg_tables(conn: Any, statements: tuple[str, ...]) -> None:
+    """Run ``CREATE TABLE IF NOT EXISTS`` statements so that processes starting together do not race.
+
+    PostgreSQL's ``IF NOT EXISTS`` is not safe against a concurrent creator: the second one
+    fails with "duplicate key value violates unique constraint pg_type_typname_nsp_index"
+    (seen when two workers started at once). A transaction-scoped advisory lock makes them
+    take turns; the loser then finds the table.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+        for statement in statements:
+            conn.execute(statement)
 
 
 class PostgresCodeStore:
@@ -254,13 +269,14 @@ class PostgresCodeStore:
             raise RuntimeStateError(msg)
         if self._conn is None or self._conn.closed:
             self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_PG_TABLE} (name TEXT NOT NULL, version TEXT NOT NULL, "
-                "code_hash TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (name, version))"
-            )
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_PG_EVENTS} (instance_id TEXT NOT NULL, event TEXT NOT NULL, "
-                "model TEXT NOT NULL, schema TEXT NOT NULL, PRIMARY KEY (instance_id, event))"
+            create_pg_tables(
+                self._conn,
+                (
+                    f"CREATE TABLE IF NOT EXISTS {_PG_TABLE} (name TEXT NOT NULL, version TEXT NOT NULL, "
+                    "code_hash TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (name, version))",
+                    f"CREATE TABLE IF NOT EXISTS {_PG_EVENTS} (instance_id TEXT NOT NULL, event TEXT NOT NULL, "
+                    "model TEXT NOT NULL, schema TEXT NOT NULL, PRIMARY KEY (instance_id, event))",
+                ),
             )
         return self._conn
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from .._errors import RuntimeStateError
+from ._codestore import create_pg_tables
 from ._sidecar import SidecarDb
 
 __all__ = [
@@ -159,9 +160,12 @@ class PostgresWorkerTable:
             raise RuntimeStateError(msg)
         if self._conn is None or self._conn.closed:
             self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_PG_WORKERS} (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, "
-                "last_seen_us BIGINT NOT NULL)"
+            create_pg_tables(
+                self._conn,
+                (
+                    f"CREATE TABLE IF NOT EXISTS {_PG_WORKERS} (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, "
+                    "last_seen_us BIGINT NOT NULL)",
+                ),
             )
         return self._conn
 
