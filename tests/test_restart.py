@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import itertools
 import linecache
+import logging
 import os
 import sqlite3
 import subprocess
@@ -482,3 +483,38 @@ def test_a_version_with_an_input_model_waits_for_the_models_cell(db_path, iid) -
         assert rt2.wait_for_workflow(instance, timeout=30).output == "tea!"
     finally:
         rt2.shutdown()
+
+
+def test_damaged_sidecar_files_are_set_aside_and_the_store_keeps_working(
+    registry, make_runtime, iid, db_path, caplog
+) -> None:
+    # Our own files beside the store (kept code versions, transcript) are not the workflow
+    # store: one that is damaged is moved aside with a warning, never blocking the runtime.
+    @registry.register_workflow("echo")
+    def echo(ctx, x):
+        yield ctx.pi.send_message(f"got {x}")
+        return x
+
+    host = pdn.InMemoryAgentHost()
+    rt = make_runtime(host=host).start()
+    first = rt.start_workflow("echo", 1, instance_id=iid("a"))
+    assert rt.wait_for_workflow(first, timeout=30).output == 1
+    sidecars = [rt.transcript_path, str(db_path) + ".code.sqlite"]
+    assert all(Path(p).exists() for p in sidecars), sidecars
+    rt.shutdown()
+    store_bytes = db_path.read_bytes()
+    for p in sidecars:
+        Path(p).write_bytes(b"this is not SQLite " * 64)
+
+    with caplog.at_level(logging.WARNING, logger="pi_duroxide_nb.sidecar"):
+        again = make_runtime(host=host).start()
+        second = again.start_workflow("echo", 2, instance_id=iid("b"))
+        assert again.wait_for_workflow(second, timeout=30).output == 2
+        assert [m.content for m in again.messages()] == ["got 2"]
+    assert again.get_workflow(first).output == 1  # the store itself was never touched
+    warnings = [r.getMessage() for r in caplog.records if "was damaged" in r.getMessage()]
+    assert len(warnings) == 2 and all("The workflow store is not affected" in w for w in warnings)
+    for p in sidecars:
+        kept = list(Path(p).parent.glob(Path(p).name + ".damaged-*"))
+        assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not SQLite")
+    assert store_bytes[:100] == db_path.read_bytes()[:100]

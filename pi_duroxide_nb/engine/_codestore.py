@@ -116,6 +116,10 @@ class CodeStore(SidecarDb):
 
     schema = _SCHEMA
     what = "code versions"
+    lost = (
+        "the code versions kept for unfinished instances (one whose workflow is not registered shows "
+        '"code missing" until the cell defining it runs again) and the schemas of typed event waits'
+    )
 
     def __init__(self, path: str) -> None:
         super().__init__(path)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Coroutine
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +28,25 @@ __all__ = ["SidecarDb"]
 _log = logging.getLogger("pi_duroxide_nb.sidecar")
 _T = TypeVar("_T")
 TIMEOUT_S = 30.0
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is not a database or is corrupt (not a permission problem)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def set_aside(path: str) -> str:
+    """Rename a damaged SQLite file (and its -wal/-shm) to ``<path>.damaged-<UTC time>``; the new name."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = f"{path}.damaged-{stamp}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    return aside
 
 
 class SidecarDb:
@@ -82,17 +103,43 @@ class SidecarDb:
             self._busy += 1
             return loop
 
+    lost: str = "what it held"
+    """What a damaged file's loss means, for the warning when it is set aside."""
+
     async def _connect(self) -> Any:
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return await self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+        # A damaged file of ours must not keep the runtime from starting: the workflow store is
+        # separate and intact. Keep the damaged file for inspection and start a fresh one.
+        aside = set_aside(self._path)
+        _log.warning(
+            "pi_duroxide_nb: the %s file %s was damaged (not a readable SQLite database); it was moved to %s "
+            "and a new one started. The workflow store is not affected; lost: %s.",
+            self.what,
+            self._path,
+            aside,
+            self.lost,
+        )
+        return await self._open()
+
+    async def _open(self) -> Any:
         import aiosqlite
 
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(self._path, timeout=TIMEOUT_S)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # Survives a killed process (the WAL is on disk); only a power cut may lose the last writes.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in self.schema:
-            await conn.execute(statement)
-        await conn.commit()
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # Survives a killed process (the WAL is on disk); only a power cut may lose the last writes.
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in self.schema:
+                await conn.execute(statement)
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:

@@ -88,6 +88,7 @@ class TranscriptStore(SidecarDb):
 
     schema = _SCHEMA
     what = "transcript"
+    lost = "the session transcript (ctx.pi.send_message and tool entries)"
 
     def __init__(self, path: str) -> None:
         super().__init__(path)

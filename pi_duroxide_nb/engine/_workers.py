@@ -89,6 +89,7 @@ class WorkerTable(SidecarDb):
 
     schema = _SCHEMA
     what = "worker presence"
+    lost = "the worker announcements (running workers announce themselves again within a second)"
 
     def beat(self, info: WorkerInfo) -> None:
         """Write (or refresh) ``info``'s row with its ``last_seen``."""
