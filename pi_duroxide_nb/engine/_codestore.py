@@ -230,59 +230,94 @@ _PG_EVENTS = "pi_duroxide_nb_event_schemas"
 _PG_SCHEMA_LOCK = 0x7064_6E5F_7363_6D61  # "pdn_scma": serialises our CREATE TABLEs across processes
 
 
-def create_pg_tables(conn: Any, statements: tuple[str, ...]) -> None:
-    """Run ``CREATE TABLE IF NOT EXISTS`` statements so that processes starting together do not race.
+def psycopg_for(db: str, fallback: str) -> bool:
+    """Whether ``db`` is a PostgreSQL URL whose tables of ours psycopg can reach.
 
-    PostgreSQL's ``IF NOT EXISTS`` is not safe against a concurrent creator: the second one
-    fails with "duplicate key value violates unique constraint pg_type_typname_nsp_index"
-    (seen when two workers started at once). A transaction-scoped advisory lock makes them
-    take turns; the loser then finds the table.
+    Without psycopg (the ``[postgres]`` extra) a PostgreSQL store falls back to a local file;
+    the log says once what that ``fallback`` costs.
     """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-        for statement in statements:
-            conn.execute(statement)
+    if not db.startswith(("postgres://", "postgresql://")):
+        return False
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _log.warning(
+            "pi_duroxide_nb: %s of %s: pip install 'pi_duroxide_nb[postgres]' to keep them in the database",
+            fallback,
+            db.split("@")[-1],
+        )
+        return False
+    return True
 
 
-class PostgresCodeStore:
-    """The code versions of a PostgreSQL store, in a table of ours in the same database.
+class PgTables:
+    """Tables of ours in a PostgreSQL store's database, over one psycopg connection.
 
-    Every runtime and worker that shares the database sees them, so any of them can restore a
-    version another kernel registered. Uses psycopg (``pip install 'pi_duroxide_nb[postgres]'``);
-    calls are short and made at start and at registration, so they run synchronously.
+    Subclasses name their ``tables`` (``CREATE TABLE IF NOT EXISTS`` statements), created on
+    first use. Calls are short, so they run synchronously, one at a time under ``_lock``.
     """
+
+    tables: tuple[str, ...] = ()
+    what: str = "tables"
+    """What the tables hold, for the error after ``close``."""
 
     def __init__(self, url: str) -> None:
-        import psycopg  # the [postgres] extra; checked by the caller
+        import psycopg  # the [postgres] extra; checked by the caller (``psycopg_for``)
 
         self._psycopg = psycopg
         self._url = url
         self._lock = threading.Lock()
         self._conn: Any = None
         self._closed = False
+
+    def _connection(self) -> Any:
+        if self._closed:
+            msg = f"The {self.what} store was closed with its runtime. Create a new WorkflowRuntime to read it."
+            raise RuntimeStateError(msg)
+        if self._conn is None or self._conn.closed:
+            self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            # PostgreSQL's IF NOT EXISTS is not safe against a concurrent creator: the second one
+            # fails with "duplicate key value violates unique constraint pg_type_typname_nsp_index"
+            # (seen when two workers started at once). A transaction-scoped advisory lock makes
+            # processes take turns; the later one then finds the tables.
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+                for statement in self.tables:
+                    self._conn.execute(statement)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection; safe to call more than once."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class PostgresCodeStore(PgTables):
+    """The code versions of a PostgreSQL store, in a table of ours in the same database.
+
+    Every runtime and worker that shares the database sees them, so any of them can restore a
+    version another kernel registered. Uses psycopg (``pip install 'pi_duroxide_nb[postgres]'``).
+    """
+
+    what = "code versions"
+    tables = (
+        f"CREATE TABLE IF NOT EXISTS {_PG_TABLE} (name TEXT NOT NULL, version TEXT NOT NULL, "
+        "code_hash TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (name, version))",
+        f"CREATE TABLE IF NOT EXISTS {_PG_EVENTS} (instance_id TEXT NOT NULL, event TEXT NOT NULL, "
+        "model TEXT NOT NULL, schema TEXT NOT NULL, PRIMARY KEY (instance_id, event))",
+    )
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self._saved: dict[tuple[str, str], str] = {}
 
     @property
     def path(self) -> str:
         """Where the versions are kept: the table, in the store's database."""
         return f"{_PG_TABLE} in the store's database"
-
-    def _connection(self) -> Any:
-        if self._closed:
-            msg = "The code versions store was closed with its runtime. Create a new WorkflowRuntime to read it."
-            raise RuntimeStateError(msg)
-        if self._conn is None or self._conn.closed:
-            self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            create_pg_tables(
-                self._conn,
-                (
-                    f"CREATE TABLE IF NOT EXISTS {_PG_TABLE} (name TEXT NOT NULL, version TEXT NOT NULL, "
-                    "code_hash TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (name, version))",
-                    f"CREATE TABLE IF NOT EXISTS {_PG_EVENTS} (instance_id TEXT NOT NULL, event TEXT NOT NULL, "
-                    "model TEXT NOT NULL, schema TEXT NOT NULL, PRIMARY KEY (instance_id, event))",
-                ),
-            )
-        return self._conn
 
     def save_event_schema(self, instance_id: str, event: str, schema: dict[str, Any], model: str) -> None:
         """Keep the schema ``instance_id`` waits for ``event`` with (see ``CodeStore.save_event_schema``)."""
@@ -348,14 +383,6 @@ class PostgresCodeStore:
             rows = self._connection().execute(f"SELECT record FROM {_PG_TABLE} ORDER BY name, version").fetchall()
         return [CodeRecord.model_validate(json.loads(row[0])) for row in rows]
 
-    def close(self) -> None:
-        """Close the connection; safe to call more than once."""
-        with self._lock:
-            self._closed = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
 
 def code_store_for(db: str, transcript_path: str) -> CodeStore | PostgresCodeStore:
     """The code versions store of a workflow store: a sidecar file for SQLite, a table for PostgreSQL.
@@ -363,15 +390,6 @@ def code_store_for(db: str, transcript_path: str) -> CodeStore | PostgresCodeSto
     Without psycopg, a PostgreSQL store keeps them in a local sidecar file (named after the URL)
     and says so once in the log: only this machine's kernels can restore them then.
     """
-    if db.startswith(("postgres://", "postgresql://")):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            _log.warning(
-                "pi_duroxide_nb: code versions of %s are kept in a local file, not in the database: "
-                "pip install 'pi_duroxide_nb[postgres]' to share them with every kernel and worker",
-                db.split("@")[-1],
-            )
-        else:
-            return PostgresCodeStore(db)
+    if psycopg_for(db, "code versions are kept in a local file, so only this machine's kernels can restore them"):
+        return PostgresCodeStore(db)
     return CodeStore(code_path_for(transcript_path))

@@ -25,8 +25,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from .._errors import RuntimeStateError
-from ._codestore import create_pg_tables
+from ._codestore import PgTables, psycopg_for
 from ._sidecar import SidecarDb
 
 __all__ = [
@@ -138,7 +137,7 @@ _PG_WORKERS = "pi_duroxide_nb_workers"
 _PG_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 
-class PostgresWorkerTable:
+class PostgresWorkerTable(PgTables):
     """The workers of a PostgreSQL store, in a table of ours in the same database.
 
     Every host sharing the database writes and reads it, so each notebook lists all workers.
@@ -146,29 +145,11 @@ class PostgresWorkerTable:
     same clock: a host whose clock is off is still listed right.
     """
 
-    def __init__(self, url: str) -> None:
-        import psycopg  # the [postgres] extra; checked by the caller
-
-        self._psycopg = psycopg
-        self._url = url
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self._closed = False
-
-    def _connection(self) -> Any:
-        if self._closed:
-            msg = "The worker list was closed with its runtime. Create a new WorkflowRuntime to read it."
-            raise RuntimeStateError(msg)
-        if self._conn is None or self._conn.closed:
-            self._conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-            create_pg_tables(
-                self._conn,
-                (
-                    f"CREATE TABLE IF NOT EXISTS {_PG_WORKERS} (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, "
-                    "last_seen_us BIGINT NOT NULL)",
-                ),
-            )
-        return self._conn
+    what = "worker list"
+    tables = (
+        f"CREATE TABLE IF NOT EXISTS {_PG_WORKERS} (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, "
+        "last_seen_us BIGINT NOT NULL)",
+    )
 
     def beat(self, info: WorkerInfo) -> None:
         """Write (or refresh) ``info``'s row, seen now by the database's clock."""
@@ -198,14 +179,6 @@ class PostgresWorkerTable:
         found = [WorkerInfo.model_validate(json.loads(row[0])) for row in rows]
         return sorted(found, key=lambda w: (w.started_at, w.worker_id))
 
-    def close(self) -> None:
-        """Close the connection; safe to call more than once."""
-        with self._lock:
-            self._closed = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
 
 class WorkerPresence(Protocol):
     """Where workers announce themselves: ``WorkerTable`` (SQLite sidecar) or ``PostgresWorkerTable``."""
@@ -218,17 +191,8 @@ class WorkerPresence(Protocol):
 
 def worker_table_for(db: str, sidecar_path: str) -> WorkerPresence:
     """The worker list of a store: the database's own table for PostgreSQL (with psycopg), else the sidecar."""
-    if db.startswith(("postgres://", "postgresql://")):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            _log.warning(
-                "pi_duroxide_nb: workers of %s announce themselves in a local file: only this host's are listed. "
-                "pip install 'pi_duroxide_nb[postgres]' to list every host's",
-                db.split("@")[-1],
-            )
-        else:
-            return PostgresWorkerTable(db)
+    if psycopg_for(db, "workers announce themselves in a local file, so only this host's are listed"):
+        return PostgresWorkerTable(db)
     return WorkerTable(sidecar_path)
 
 
