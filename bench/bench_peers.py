@@ -670,13 +670,24 @@ def table(peers: list[str], rows: list[Row], values: dict[tuple[str, str], Any],
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
+def write_readme(text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the ``begin`` ... ``end`` block of bench/README.md with ``text``."""
     content = README.read_text()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{README} has no {BEGIN} ... {END} block to replace")
-    before, rest = content.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    README.write_text(before + BEGIN + "\n" + text + "\n" + END + after)
+    if begin not in content or end not in content:
+        raise SystemExit(f"{README} has no {begin} ... {end} block to replace")
+    before, rest = content.split(begin, 1)
+    _, after = rest.split(end, 1)
+    README.write_text(before + begin + "\n" + text + "\n" + end + after)
+
+
+def ver(dist: str) -> str:
+    """The installed version of ``dist``, or "absent"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,14 +715,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
-
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "absent"
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()

@@ -68,7 +68,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench_peers import RAW_OPTIONS, _identity, _one, _seq, _tree_cpu
+from bench_peers import RAW_OPTIONS, _identity, _one, _seq, _tree_cpu, ver, write_readme
 
 PEERS = ("ours", "raw")
 WORKER_COUNTS = (1, 2, 4)
@@ -548,15 +548,6 @@ def cpu_table(peers: list[str], rows: list[Row], cpu: dict[tuple[str, str], list
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    content = README.read_text()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{README} has no {BEGIN} ... {END} block to replace")
-    before, rest = content.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    README.write_text(before + BEGIN + "\n" + text + "\n" + END + after)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--client":
@@ -594,14 +585,6 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "absent"
-
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     quick = " | QUICK" if args.quick else ""
@@ -624,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     text = header + "\n\n" + table(peers, rows, values) + "\n\n" + cpu_table(peers, rows, cpu)
     print(text)
     if args.write_readme:
-        write_readme(text)
+        write_readme(text, BEGIN, END)
         log(f"wrote {README}")
     return 0
 
