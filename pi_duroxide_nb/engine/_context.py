@@ -20,7 +20,7 @@ from .._errors import (
 )
 from ..models import ChatMessage, Outcome, RaceResult, RetryPolicy
 from ._events import note_event_model
-from ._json import strip_timestamps, to_json_value, validate_model
+from ._json import JSON_SCALARS, strip_timestamps, to_json_value, validate_model
 
 if TYPE_CHECKING:
     from duroxide import ActivityContext as _DxActivityContext
@@ -42,10 +42,6 @@ PI_ACTIVITIES = {
 
 def _identity(value: Any) -> Any:
     return value
-
-
-_SCALARS = frozenset({str, int, bool, type(None)})
-"""Types whose values are JSON as they are (``float`` is not: NaN and infinities are not JSON)."""
 
 
 class DurableTask:
@@ -267,7 +263,7 @@ class WorkflowContext:
         # An activity that is not registered (yet) is not an error: its cell may run later. The
         # engine sets the call aside and retries it; the instance's state says what it waits for.
         # Made again for every recorded step of every replay: a scalar input skips the JSON walk.
-        data = input if type(input) in _SCALARS else to_json_value(input, what=f"the input of activity {name!r}")
+        data = input if type(input) in JSON_SCALARS else to_json_value(input, what=f"the input of activity {name!r}")
         descriptor: dict[str, Any] = self._dctx.schedule_activity(name, data)
         if tag is not None:
             descriptor = {**descriptor, "tag": tag}

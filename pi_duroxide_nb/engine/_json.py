@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from .._errors import ModelValidationError, PayloadError
 
-_JSON_SCALARS = (str, int, bool, type(None))
+JSON_SCALARS = (str, int, bool, type(None))
+"""Types whose values are JSON as they are (``float`` is not: NaN and infinities are not JSON)."""
 
 
 def to_json_value(value: Any, *, what: str) -> Any:
@@ -45,7 +46,7 @@ def _too_deep(what: str, path: str) -> str:
 
 
 def _convert(value: Any, what: str, path: str, depth: int) -> Any:
-    if isinstance(value, _JSON_SCALARS):
+    if isinstance(value, JSON_SCALARS):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
