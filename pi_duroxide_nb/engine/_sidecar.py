@@ -56,6 +56,8 @@ class SidecarDb:
     """Statements run once when the file is opened (``CREATE TABLE IF NOT EXISTS ...``)."""
     what: str = "sidecar"
     """What the file holds, for error messages and the thread's name."""
+    lost: str = "what it held"
+    """What a damaged file's loss means, for the warning when it is set aside."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -102,9 +104,6 @@ class SidecarDb:
             self._loop, self._thread = loop, thread
             self._busy += 1
             return loop
-
-    lost: str = "what it held"
-    """What a damaged file's loss means, for the warning when it is set aside."""
 
     async def _connect(self) -> Any:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
